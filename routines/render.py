@@ -1,0 +1,189 @@
+"""The natural-language form of a Routine (paper appendix B.1) and its parser.
+
+Rendered form, one step a line::
+
+    Step 1. Get requester: Look up the current user's role, use the get_user_profile tool;
+    Step 3. Check role: Branch on the requester's role;
+    - Branch 3-1 Step 1. Full salary: If the user is in HR, get the salary, use the get_salary tool;
+    Step 4. Answer: Summarise for the user, use the summarize tool, and end the workflow;
+
+With ``io=True`` a step carries ``[input: ...] [output: ...]`` before its tool clause. ``parse_routine``
+reads that form back, and also what planner models write in practice: bullets, full-width punctuation,
+"use the X tool" / "using the X tool" / "call X", "and end the workflow" / "terminate", blank lines,
+Chinese step labels (步骤1 / 第1步 / 分支3-1 步骤1, 使用X工具, 并结束工作流).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from routines.model import Label, Routine, Step
+
+FINISH_CLAUSE = "and end the workflow"
+
+
+class RoutineParseError(ValueError):
+    """The text has no step lines, or a line that looks like a step cannot be read. Says which line."""
+
+
+# ---- rendering --------------------------------------------------------------------------------------
+
+
+def render_step(step: Step, *, io: bool = False, tool_names: bool = True) -> str:
+    label = step.label
+    head = f"Branch {label.main}-{label.branch} Step {label.index}." if label.is_branch else f"Step {label.main}."
+    body = step.name
+    if step.description:
+        body = f"{body}: {step.description}" if body else step.description
+    if io:
+        if step.input:
+            body += f" [input: {step.input}]"
+        if step.output:
+            body += f" [output: {step.output}]"
+    if step.tool and tool_names and step.type != "branch":
+        body += f", use the {step.tool} tool"
+    if step.type == "finish":
+        body += f", {FINISH_CLAUSE}"
+    line = f"{head} {body};"
+    return f"- {line}" if label.is_branch else line
+
+
+def render_routine(routine: Routine, *, io: bool = False, tool_names: bool = True, header: bool = False) -> str:
+    """The Routine as the executor model reads it. ``io`` adds input/output descriptions; ``tool_names=False``
+    leaves tool names out (both are ablations of paper 5.3.1); ``header`` starts with a ``Routine:`` line
+    naming it (used when several candidate Routines share a prompt)."""
+    lines = []
+    if header:
+        title = routine.name or routine.id or "Routine"
+        lines.append(f"Routine: {title} - {routine.description}" if routine.description else f"Routine: {title}")
+    lines.extend(render_step(s, io=io, tool_names=tool_names) for s in routine.steps)
+    return "\n".join(lines)
+
+
+# ---- parsing ----------------------------------------------------------------------------------------
+
+_BULLET = re.compile(r"^\s*(?:[-*•·●▪◦]|\d+[.)](?=\s*(?:Step|Branch|步骤|分支|第)))\s*")
+_BRANCH_LABEL = re.compile(
+    r"^(?:Branch|分支)\s*(\d+)\s*[-–—_]\s*(\d+)\s*[,，]?\s*(?:Step|步骤|第)?\s*(\d+)\s*步?\s*[.．:：、)]?\s*",
+    re.IGNORECASE,
+)
+_PAPER_LABEL = re.compile(r"^(?:Step|步骤)\s*(\d+)-(\d+)_(\d+)\s*[.．:：、)]?\s*", re.IGNORECASE)
+_MAIN_LABEL = re.compile(r"^(?:Step|步骤|第)\s*(\d+)\s*步?\s*[.．:：、)]?\s*", re.IGNORECASE)
+_END = re.compile(r"[\s;；.。]+$")
+_FINISH = re.compile(
+    r"(?:[,，]\s*|\s+|^)(?:and\s+)?(?:then\s+)?(?:end(?:s)?\s+the\s+(?:workflow|process|routine)|terminate(?:s)?"
+    r"(?:\s+the\s+(?:workflow|process|routine))?|finish(?:es)?\s+the\s+(?:workflow|process|routine)"
+    r"|并?(?:结束|终止)(?:工作流程?|流程|工作流)?)$",
+    re.IGNORECASE,
+)
+_TOOL = re.compile(
+    r"(?:[,，]\s*|\s+|^)(?:and\s+)?(?:use|using|uses|with|via)\s+(?:the\s+)?`?([A-Za-z_][A-Za-z0-9_.\-]*)`?\s+tool$"
+    r"|(?:[,，]\s*|^)(?:and\s+)?(?:call|calling|calls|invoke|invoking)\s+(?:the\s+)?`?([A-Za-z_][A-Za-z0-9_.\-]*)`?(?:\s+tool)?$"
+    r"|[,，]?\s*(?:使用|调用)\s*`?([A-Za-z_][A-Za-z0-9_.\-]*)`?\s*(?:工具)?$",
+    re.IGNORECASE,
+)
+_IO = re.compile(r"\s*\[(input|output|输入|输出)\s*[:：]\s*([^\[\]]*)\]\s*$", re.IGNORECASE)
+_NAME_SEP = re.compile(r"\s*[:：]\s+|\s*：\s*")
+_HEADER = re.compile(r"^Routine\s*[:：]\s*(.*)$", re.IGNORECASE)
+
+
+@dataclass
+class _Line:
+    label: Label
+    name: str
+    description: str
+    tool: str | None
+    finish: bool
+    io: dict[str, str] = field(default_factory=dict)
+
+
+def _split_tail(text: str) -> tuple[str, str | None, bool, dict[str, str]]:
+    """Peel the finish clause, the tool clause and I/O descriptions off the end of a step's text."""
+    text = _END.sub("", text)
+    finish = False
+    m = _FINISH.search(text)
+    if m:
+        finish, text = True, _END.sub("", text[: m.start()])
+    tool = None
+    m = _TOOL.search(text)
+    if m:
+        tool = next(g for g in m.groups() if g)
+        text = text[: m.start()].rstrip(" ,，")
+    io: dict[str, str] = {}
+    while (m := _IO.search(text)) is not None:
+        key = "input" if m.group(1).lower() in ("input", "输入") else "output"
+        io.setdefault(key, m.group(2).strip())
+        text = text[: m.start()]
+    if not finish:  # "..., use the X tool and end the workflow" written in the other order
+        m = _FINISH.search(text)
+        if m:
+            finish, text = True, _END.sub("", text[: m.start()])
+    return text.strip(), tool, finish, io
+
+
+def _read_line(raw: str) -> _Line | None:
+    line = _BULLET.sub("", raw.strip()).strip()
+    for pattern in (_BRANCH_LABEL, _PAPER_LABEL):
+        m = pattern.match(line)
+        if m:
+            label = Label(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            break
+    else:
+        m = _MAIN_LABEL.match(line)
+        if not m:
+            return None
+        label = Label(int(m.group(1)))
+    body, tool, finish, io = _split_tail(line[m.end() :])
+    parts = _NAME_SEP.split(body, maxsplit=1)
+    name, description = (parts[0], parts[1]) if len(parts) == 2 else (body, "")
+    return _Line(label, name.strip(), description.strip(), tool, finish, io)
+
+
+def parse_routine(text: str, *, name: str = "", routine_id: str | None = None) -> Routine:
+    """Read the natural-language form back into a Routine. Lines that are not steps (blank lines,
+    ``<routines>`` tags, prose) are skipped; a text without any step raises :class:`RoutineParseError`."""
+    lines: list[_Line] = []
+    description = ""
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        header = _HEADER.match(stripped)
+        if header and not lines:
+            title, _, description = header.group(1).partition(" - ")
+            name = name or title.strip()
+            continue
+        parsed = _read_line(stripped)
+        if parsed is not None:
+            lines.append(parsed)
+    if not lines:
+        raise RoutineParseError(
+            "no step lines found; write one step a line as 'Step 1. Name: description, use the TOOL tool;' "
+            "and branches as 'Branch 3-1 Step 1. ...'"
+        )
+    branched = {ln.label.main for ln in lines if ln.label.is_branch}
+    steps = []
+    for ln in lines:
+        if ln.finish:
+            kind = "finish"
+        elif ln.label.is_branch:
+            kind = "branchnode"
+        elif ln.label.main in branched and ln.tool is None:
+            kind = "branch"
+        else:
+            kind = "node"
+        steps.append(
+            Step(
+                step=str(ln.label),
+                name=ln.name,
+                description=ln.description,
+                tool=ln.tool,
+                type=kind,
+                input=ln.io.get("input"),
+                output=ln.io.get("output"),
+            )
+        )
+    return Routine(id=routine_id, name=name, description=description.strip(), steps=steps)
+
+
+NL_FIELDS = ("step", "name", "description", "tool", "type")
+"""Step fields the natural-language form carries (plus ``input``/``output`` when rendered with ``io``)."""
