@@ -1,5 +1,9 @@
 """The executor's system prompt and conversation (paper appendix A.2, in our own words).
 
+The paper's parts in an order chosen for speed: what never changes during a run (role, rules, system
+parameters, tools, output format, the Routine) comes first and what changes (the variables) last, so a
+backend can reuse the computed prefix from one step to the next.
+
 One builder serves the executor at run time, distillation (the dataset's ``system`` text) and evaluation
 (the per-step samples), so the three always agree byte for byte.
 """
@@ -86,13 +90,14 @@ def build_system_prompt(
         out.append("# System parameters")
         out.extend(f"- {SYSTEM_PARAM_LABELS.get(k, k.replace('_', ' '))}: {v}" for k, v in system.items())
         out.append("")
+    out += ["# Tools", "You can call these tools (JSON signatures inside <tools></tools>):", "<tools>"]
+    out.extend(tool_line(t) for t in tools)
+    out += ["</tools>", "", _OUTPUT_FORMAT, ""]
     if with_routine:
         out += ["# Routine", "<routines>", render_routines(routines, options), "</routines>", ""]
     out += ["# Variables", "Long values stored during this task, by key (a preview of each):", "<variables>"]
     out.extend(f"{key}: {preview}" for key, preview in (variables or {}).items())
-    out += ["</variables>", "", "# Tools", "You can call these tools (JSON signatures inside <tools></tools>):", "<tools>"]
-    out.extend(tool_line(t) for t in tools)
-    out += ["</tools>", "", _OUTPUT_FORMAT]
+    out += ["</variables>"]
     return "\n".join(out)
 
 

@@ -1,0 +1,185 @@
+"""The run log: every run and every step, in SQLite (like simonw/llm's logs.db, the audit trail).
+
+Each step is committed as it happens, so a crash or a dead downstream server loses nothing logged before.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    routine_id TEXT,
+    routine_version INTEGER,
+    query TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    backend TEXT,
+    user_id TEXT,
+    inputs TEXT,
+    status TEXT NOT NULL DEFAULT 'running',
+    answer TEXT,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    step TEXT,
+    source TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    raw_output TEXT,
+    tool TEXT,
+    arguments TEXT,
+    resolved_arguments TEXT,
+    result TEXT,
+    error TEXT,
+    error_kind TEXT,
+    prompt_chars INTEGER,
+    prompt_tokens INTEGER,
+    output_tokens INTEGER,
+    model_latency_s REAL,
+    tool_latency_s REAL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+"""
+
+
+@dataclass
+class StepRecord:
+    """One attempt at one step: a model call (possibly refused), or a bound call made without the model."""
+
+    step: str | None
+    source: str  # "model" or "bound"
+    attempt: int = 0
+    raw_output: str | None = None
+    tool: str | None = None
+    arguments: dict[str, Any] | None = None
+    resolved_arguments: dict[str, Any] | None = None
+    result: Any = None
+    error: str | None = None
+    error_kind: str | None = None  # model | tool | downstream | binding
+    prompt_chars: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    model_latency_s: float = 0.0
+    tool_latency_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class RunLog:
+    """SQLite log of runs. ``path=":memory:"`` keeps it in memory (tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL") if self.path != ":memory:" else None
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._seq: dict[str, int] = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def start_run(
+        self,
+        *,
+        query: str,
+        mode: str,
+        routine_id: str | None = None,
+        routine_version: int | None = None,
+        backend: str | None = None,
+        user_id: str | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO runs (id, started_at, routine_id, routine_version, query, mode, backend, user_id, inputs)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, time.time(), routine_id, routine_version, query, mode, backend, user_id, _dump(inputs)),
+            )
+        self._seq[run_id] = 0
+        return run_id
+
+    def log_step(self, run_id: str, rec: StepRecord) -> None:
+        seq = self._seq.get(run_id, 0) + 1
+        self._seq[run_id] = seq
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO steps (run_id, seq, step, source, attempt, raw_output, tool, arguments, resolved_arguments,"
+                " result, error, error_kind, prompt_chars, prompt_tokens, output_tokens, model_latency_s, tool_latency_s,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, seq, rec.step, rec.source, rec.attempt, rec.raw_output, rec.tool, _dump(rec.arguments),
+                    _dump(rec.resolved_arguments), _dump(rec.result), rec.error, rec.error_kind, rec.prompt_chars,
+                    rec.prompt_tokens, rec.output_tokens, rec.model_latency_s, rec.tool_latency_s, time.time(),
+                ),
+            )
+
+    def finish_run(self, run_id: str, *, status: str, answer: str | None = None, error: str | None = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE runs SET status = ?, answer = ?, error = ?, finished_at = ? WHERE id = ?",
+                (status, answer, error, time.time(), run_id),
+            )
+        self._seq.pop(run_id, None)
+
+    def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        cur = self._db.execute(
+            "SELECT r.id, r.started_at, r.finished_at, r.routine_id, r.routine_version, r.query, r.mode, r.backend,"
+            " r.status, r.error, (SELECT COUNT(*) FROM steps s WHERE s.run_id = r.id) AS steps"
+            " FROM runs r ORDER BY r.started_at DESC LIMIT ?",
+            (limit,),
+        )
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        cur = self._db.execute("SELECT * FROM runs WHERE id = ? OR id LIKE ?", (run_id, run_id + "%"))
+        rows = cur.fetchall()
+        if not rows:
+            raise KeyError(f"no run {run_id!r} in the run log {self.path}; `routine runs list` shows the runs")
+        if len(rows) > 1:
+            raise KeyError(f"run id prefix {run_id!r} is ambiguous; give more characters")
+        run = dict(zip([c[0] for c in cur.description], rows[0]))
+        run["inputs"] = _load(run["inputs"])
+        cur = self._db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY seq", (run["id"],))
+        cols = [c[0] for c in cur.description]
+        steps = []
+        for row in cur.fetchall():
+            step = dict(zip(cols, row))
+            for key in ("arguments", "resolved_arguments", "result"):
+                step[key] = _load(step[key])
+            steps.append(step)
+        run["steps"] = steps
+        return run
+
+
+def record_dict(rec: StepRecord) -> dict[str, Any]:
+    return asdict(rec)

@@ -1,0 +1,145 @@
+"""Variable memory (paper 3.4.2): a per-run store of long tool-output values behind ``memory_*`` keys.
+
+The model sees a key and a short preview instead of a long value; keys in the model's arguments (a whole
+value, or inside a string) are turned back into the stored values before the tool is called, with the type
+the tool's schema asks for. One ``VariableMemory`` lives for one run: keys never outlive or cross runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+KEY_PREFIX = "memory_"
+_KEY = re.compile(r"\bmemory_[A-Za-z0-9_]+\b")
+_NAME = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def _json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+@dataclass
+class VariableMemory:
+    """``threshold``: a value whose JSON text is longer than this many characters is stored."""
+
+    threshold: int = 256
+    preview_chars: int = 80
+    values: dict[str, Any] = field(default_factory=dict)
+
+    # ---- storing ----------------------------------------------------------------------------------
+    def _new_key(self, hint: str) -> str:
+        base = KEY_PREFIX + (_NAME.sub("_", hint).strip("_").lower() or "value")
+        key, n = base, 2
+        while key in self.values:
+            key, n = f"{base}_{n}", n + 1
+        return key
+
+    def put(self, value: Any, hint: str) -> str:
+        """Store ``value`` (or find the key it is already stored under) and return its key."""
+        for key, stored in self.values.items():
+            if stored == value and type(stored) is type(value):
+                return key
+        key = self._new_key(hint)
+        self.values[key] = value
+        return key
+
+    def is_long(self, value: Any) -> bool:
+        return len(_json(value)) > self.threshold
+
+    def compress(self, result: Any, hint: str = "result") -> Any:
+        """The result as the model should see it: every long field of an object (or a long result as a
+        whole) replaced by its key. Short results come back unchanged."""
+        if isinstance(result, Mapping):
+            out = {}
+            for name, value in result.items():
+                out[name] = self.put(value, str(name)) if self.is_long(value) else value
+            if self.is_long(out):  # many medium fields: store the whole object too
+                return self.put(dict(result), hint)
+            return out
+        if self.is_long(result):
+            return self.put(result, hint)
+        return result
+
+    # ---- what the model sees ----------------------------------------------------------------------
+    def preview(self, key: str) -> str:
+        text = _json(self.values[key])
+        if len(text) <= self.preview_chars:
+            return text
+        return f"{text[: self.preview_chars].rstrip()}... ({len(text):,} characters)"
+
+    def previews(self) -> dict[str, str]:
+        return {key: self.preview(key) for key in self.values}
+
+    def encode(self, value: Any) -> Any:
+        """Replace any stored value inside ``value`` by its key (how a model would write the arguments)."""
+        for key, stored in self.values.items():
+            if value == stored and type(value) is type(stored) and self.is_long(value):
+                return key
+        if isinstance(value, Mapping):
+            return {k: self.encode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.encode(v) for v in value]
+        return value
+
+    # ---- resolving keys ---------------------------------------------------------------------------
+    def unknown_keys(self, value: Any) -> list[str]:
+        """Keys mentioned in ``value`` that this run never stored (a model inventing keys)."""
+        found: list[str] = []
+        if isinstance(value, str):
+            found = [k for k in _KEY.findall(value) if k not in self.values]
+        elif isinstance(value, Mapping):
+            found = [k for v in value.values() for k in self.unknown_keys(v)]
+        elif isinstance(value, list):
+            found = [k for v in value for k in self.unknown_keys(v)]
+        return found
+
+    def resolve(self, value: Any, schema: Mapping[str, Any] | None = None) -> Any:
+        """Turn keys back into values. A whole-value key takes the stored value, converted to what
+        ``schema`` expects (JSON text for a string parameter given a list, say); a key inside a longer
+        string is replaced by the value's text."""
+        if isinstance(value, str):
+            stripped = value.strip()
+            if stripped in self.values:
+                return _coerce(self.values[stripped], schema)
+            if KEY_PREFIX in value:
+                return _KEY.sub(lambda m: _json(self.values[m.group(0)]) if m.group(0) in self.values else m.group(0), value)
+            return value
+        if isinstance(value, Mapping):
+            props = (schema or {}).get("properties", {}) if isinstance(schema, Mapping) else {}
+            return {k: self.resolve(v, props.get(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            items = (schema or {}).get("items") if isinstance(schema, Mapping) else None
+            return [self.resolve(v, items) for v in value]
+        return value
+
+    def resolve_args(self, args: Mapping[str, Any], parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+        props = (parameters or {}).get("properties", {}) or {}
+        return {name: self.resolve(value, props.get(name)) for name, value in args.items()}
+
+
+def _types(schema: Mapping[str, Any] | None) -> set[str]:
+    if not schema:
+        return set()
+    kind = schema.get("type")
+    kinds = set(kind) if isinstance(kind, list) else {kind} if kind else set()
+    for option in schema.get("anyOf", []) or []:
+        kinds |= _types(option)
+    return kinds
+
+
+def _coerce(value: Any, schema: Mapping[str, Any] | None) -> Any:
+    kinds = _types(schema)
+    if not kinds:
+        return value
+    if isinstance(value, str) and kinds & {"array", "object"} and "string" not in kinds:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if not isinstance(value, str) and "string" in kinds and not kinds & {"array", "object"}:
+        return _json(value)
+    return value

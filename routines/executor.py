@@ -1,0 +1,397 @@
+"""The executor loop (paper 3.2-3.4, design section 3): one checked tool call per step until the finish step.
+
+Modes: ``model`` (the paper: the model makes every call), ``hybrid`` (steps whose arguments and branch
+conditions are bound run without the model; the model fills only what the Routine leaves open) and
+``bound`` (no model at all). The Routine is a capability boundary: a call to a tool it does not name is
+refused whatever the model or a tool's output says, and never reaches the server.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jsonschema
+
+from memory.runlog import RunLog, StepRecord
+from memory.variables import VariableMemory
+from routines.backends.base import Backend, Constraint, Message, ToolSpec
+from routines.bindings import BindingError, RunState, is_bound, iter_refs, resolve_args
+from routines.calls import CallParseError, ToolCall, parse_tool_call
+from routines.cursor import Cursor, choose_branch
+from routines.errors import CallerError, DownstreamError, ModelCallError, RunFailed
+from routines.inputs import extract_inputs, missing_inputs
+from routines.model import Routine, Step
+from routines.prompt import PromptOptions, Turn, build_messages, build_system_prompt, observation_text
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["model", "hybrid", "bound"]
+MODES: tuple[str, ...] = ("model", "hybrid", "bound")
+
+
+class ToolCaller:
+    """What the executor needs from a tool hub (``routines.hub.ToolHub`` is the real one)."""
+
+    async def list_tools(self, refresh: bool = False) -> list[ToolSpec]: ...  # pragma: no cover
+
+    async def call(self, name: str, arguments: Mapping[str, Any], *, timeout: float | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    mode: Mode = "model"
+    max_steps: int = 16
+    max_retries: int = 2
+    """Bad calls fed back to the model for one step before the run fails."""
+    memory_threshold: int = 256
+    prompt: PromptOptions = PromptOptions()
+    tools_in_prompt: Literal["all", "routine"] = "all"
+    constrain: bool = False
+    """Ask the backend to constrain decoding to a call of the allowed tools (when it can)."""
+    tool_timeout: float = 30.0
+    max_tokens: int = 384
+
+
+@dataclass
+class CallRecord:
+    """One executed call of a trajectory, with what the model saw before it (for evaluation)."""
+
+    step: str
+    tool: str
+    arguments: dict[str, Any]
+    """As the model wrote them (or would have): long values as memory keys."""
+    resolved_arguments: dict[str, Any]
+    result: Any
+    observation: str
+    source: str
+    variables_before: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "name": self.tool, "arguments": self.arguments,
+            "resolved_arguments": self.resolved_arguments, "result": self.result, "observation": self.observation,
+            "source": self.source, "variables_before": self.variables_before,
+        }
+
+
+@dataclass
+class RunResult:
+    run_id: str | None
+    status: Literal["finished", "failed"]
+    answer: str | None
+    error: str | None
+    error_kind: str | None
+    routine_id: str | None
+    calls: list[CallRecord]
+    attempts: list[StepRecord]
+    inputs: dict[str, Any]
+    system: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "finished"
+
+    def trajectory(self) -> list[dict[str, Any]]:
+        return [c.as_dict() for c in self.calls]
+
+
+StepCallback = Callable[[StepRecord], Awaitable[None] | None]
+
+
+@dataclass
+class _Run:
+    routine: Routine
+    query: str
+    state: RunState
+    memory: VariableMemory
+    cursor: Cursor
+    tools: dict[str, ToolSpec]
+    prompt_tools: list[ToolSpec]
+    run_id: str | None
+    history: list[Turn] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    attempts: list[StepRecord] = field(default_factory=list)
+    answer: str | None = None
+
+
+class Executor:
+    """Runs Routines against a tool hub with a model backend (``None`` is fine for ``bound`` mode)."""
+
+    def __init__(
+        self,
+        hub: Any,
+        backend: Backend | None = None,
+        config: ExecutorConfig = ExecutorConfig(),
+        runlog: RunLog | None = None,
+    ) -> None:
+        self.hub = hub
+        self.backend = backend
+        self.config = config
+        self.runlog = runlog
+
+    # ---- public -----------------------------------------------------------------------------------
+    async def run(
+        self,
+        routine: Routine,
+        query: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        system: Mapping[str, Any] | None = None,
+        mode: Mode | None = None,
+        on_step: StepCallback | None = None,
+    ) -> RunResult:
+        """Run ``routine`` for ``query``. Model and downstream failures end the run with ``status="failed"``
+        and a clear ``error`` (everything done before is in the result and the run log); problems the
+        caller must fix (a Routine naming tools the hub lacks, bound mode without inputs) raise CallerError."""
+        mode = mode or self.config.mode
+        if mode not in MODES:
+            raise CallerError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        if mode != "bound" and self.backend is None:
+            raise CallerError(f"mode {mode!r} needs a model backend; use mode 'bound' for fully bound Routines")
+        sys_params = dict(system or {})
+        if user_id is not None:
+            sys_params["user_id"] = user_id
+        tools = {t.name: t for t in await self.hub.list_tools()}
+        missing = [t for t in routine.tools() if t not in tools]
+        if missing:
+            raise CallerError(
+                f"Routine {routine.id or routine.name!r} names tools the downstream servers do not have: "
+                f"{', '.join(missing)}; connect the right servers or fix the Routine"
+            )
+        run_inputs = dict(inputs or {})
+        if mode in ("hybrid", "bound"):
+            run_inputs = await self._complete_inputs(routine, query, run_inputs, mode)
+        prompt_tools = list(tools.values())
+        if self.config.tools_in_prompt == "routine":
+            prompt_tools = [tools[t] for t in routine.tools()]
+        run_id = None
+        if self.runlog is not None:
+            run_id = self.runlog.start_run(
+                query=query, mode=mode, routine_id=routine.id, routine_version=routine.version,
+                backend=getattr(self.backend, "name", None) if mode != "bound" else "none",
+                user_id=sys_params.get("user_id"), inputs=run_inputs,
+            )
+        run = _Run(
+            routine=routine, query=query, state=RunState(inputs=run_inputs, system=sys_params, steps={}),
+            memory=VariableMemory(threshold=self.config.memory_threshold), cursor=Cursor(routine), tools=tools,
+            prompt_tools=prompt_tools, run_id=run_id,
+        )
+        error: str | None = None
+        error_kind: str | None = None
+        try:
+            await self._loop(run, mode, on_step)
+        except RunFailed as exc:
+            error, error_kind = str(exc), (exc.result or "model")
+        except DownstreamError as exc:
+            error, error_kind = str(exc), "downstream"
+        status: Literal["finished", "failed"] = "finished" if error is None else "failed"
+        if self.runlog is not None and run_id is not None:
+            self.runlog.finish_run(run_id, status=status, answer=run.answer, error=error)
+        return RunResult(
+            run_id=run_id, status=status, answer=run.answer, error=error, error_kind=error_kind,
+            routine_id=routine.id, calls=run.calls, attempts=run.attempts, inputs=run_inputs, system=sys_params,
+        )
+
+    def system_prompt(self, run: _Run) -> str:
+        return build_system_prompt(
+            routines=[run.routine], tools=run.prompt_tools, variables=run.memory.previews(),
+            system=run.state.system, options=self.config.prompt,
+        )
+
+    # ---- the loop ---------------------------------------------------------------------------------
+    async def _loop(self, run: _Run, mode: Mode, on_step: StepCallback | None) -> None:
+        for _ in range(self.config.max_steps):
+            candidates = run.cursor.candidates()
+            if not candidates:
+                return
+            target = self._planned_step(run, candidates, mode)
+            if target is not None and mode != "model" and self._bound(run, target):
+                await self._bound_call(run, target, on_step, mode)
+            elif mode == "bound":
+                label = target.step if target else "/".join(c.step for c in candidates)
+                reason = "is not fully bound" if target else "has a branch no 'when' condition decides"
+                raise RunFailed(f"bound mode: step {label} {reason}; use hybrid or model mode", "binding")
+            else:
+                allowed = [target] if target is not None and mode == "hybrid" else candidates
+                await self._model_call(run, allowed, on_step, overlay=mode == "hybrid")
+            if run.cursor.finished:
+                return
+        raise RunFailed(f"the run did not finish within {self.config.max_steps} steps", "model")
+
+    def _planned_step(self, run: _Run, candidates: list[Step], mode: Mode) -> Step | None:
+        if len(candidates) == 1:
+            return candidates[0]
+        if mode == "model":
+            return None
+        return choose_branch(candidates, run.state)
+
+    def _bound(self, run: _Run, step: Step) -> bool:
+        spec = run.tools.get(step.tool or "")
+        return is_bound(step, spec.parameters if spec else None)
+
+    async def _complete_inputs(self, routine: Routine, query: str, inputs: dict[str, Any], mode: Mode) -> dict[str, Any]:
+        missing = missing_inputs(routine, inputs)
+        if not missing:
+            return inputs
+        if mode == "bound" or self.backend is None:
+            raise CallerError(f"bound mode needs the Routine's inputs: {', '.join(missing)}; pass them as inputs")
+        return await extract_inputs(routine, query, inputs, self.backend)
+
+    # ---- a step without the model -----------------------------------------------------------------
+    async def _bound_call(self, run: _Run, step: Step, on_step: StepCallback | None, mode: Mode) -> None:
+        try:
+            resolved = resolve_args(step.args, run.state)
+        except BindingError as exc:
+            raise RunFailed(f"step {step.step}: {exc}", "binding") from exc
+        arguments = run.memory.encode(resolved)
+        rec = StepRecord(step=step.step, source="bound", tool=step.tool, arguments=arguments, resolved_arguments=resolved)
+        await self._execute(run, step, ToolCall(step.tool or "", arguments), resolved, rec, on_step, retry=False)
+
+    # ---- a step the model makes -------------------------------------------------------------------
+    async def _model_call(self, run: _Run, allowed: list[Step], on_step: StepCallback | None, overlay: bool) -> None:
+        assert self.backend is not None
+        base = build_messages(self.system_prompt(run), run.query, run.history)
+        feedback: list[Message] = []
+        constraint = None
+        if self.config.constrain:
+            constraint = Constraint(tools=tuple(run.tools[s.tool] for s in allowed if s.tool in run.tools))
+        for attempt in range(self.config.max_retries + 1):
+            messages = base + feedback
+            completion = await self.backend.complete(messages, constraint=constraint, max_tokens=self.config.max_tokens)
+            rec = StepRecord(
+                step=None, source="model", attempt=attempt, raw_output=completion.text,
+                prompt_chars=sum(len(m.content) for m in messages), prompt_tokens=completion.prompt_tokens,
+                output_tokens=completion.output_tokens, model_latency_s=completion.latency_s,
+            )
+            try:
+                call = parse_tool_call(completion.text)
+                step = self._match(run, call, allowed)
+                rec.step, rec.tool, rec.arguments = step.step, call.name, call.arguments
+                if overlay and step.args:
+                    call = self._overlay(run, step, call)
+                    rec.arguments = call.arguments
+                resolved = self._check_arguments(run, call)
+                rec.resolved_arguments = resolved
+                if await self._execute(run, step, call, resolved, rec, on_step, retry=attempt < self.config.max_retries):
+                    return
+                feedback += [Message("assistant", call.text()), Message("tool", f"error: {rec.error}")]
+            except (CallParseError, ModelCallError) as exc:
+                rec.error, rec.error_kind = str(exc), "model"
+                rec.extra["kind"] = getattr(exc, "kind", "")
+                await self._record(run, rec, on_step)
+                expected = " or ".join(f"step {s.step} ({s.tool})" for s in allowed)
+                feedback += [
+                    Message("assistant", completion.text),
+                    Message("user", f"Your reply was not accepted: {exc}. Reply with exactly one tool call for {expected}."),
+                ]
+        last = run.attempts[-1].error if run.attempts else "no answer"
+        raise RunFailed(f"the model made no acceptable call after {self.config.max_retries + 1} tries: {last}", "model")
+
+    def _match(self, run: _Run, call: ToolCall, allowed: list[Step]) -> Step:
+        matches = [s for s in allowed if s.tool == call.name]
+        if len(matches) > 1:
+            return choose_branch(matches, run.state) or matches[0]
+        if matches:
+            return matches[0]
+        expected = ", ".join(f"{s.tool} (step {s.step})" for s in allowed)
+        if call.name in run.routine.tools():
+            raise ModelCallError("out_of_order", f"{call.name} is not the next step of the Routine; the next call is {expected}")
+        if call.name in run.tools:
+            raise ModelCallError("not_in_routine", f"the Routine does not use {call.name}; the next call is {expected}")
+        raise ModelCallError("unknown_tool", f"there is no tool {call.name!r}; the next call is {expected}")
+
+    def _overlay(self, run: _Run, step: Step, call: ToolCall) -> ToolCall:
+        """Hybrid mode: values the Routine binds win over the model's."""
+        bound = {}
+        for name, value in (step.args or {}).items():
+            try:
+                bound[name] = resolve_args({name: value}, run.state)[name]
+            except BindingError:
+                continue
+        return ToolCall(call.name, {**call.arguments, **run.memory.encode(bound)})
+
+    def _check_arguments(self, run: _Run, call: ToolCall) -> dict[str, Any]:
+        spec = run.tools[call.name]
+        unknown = run.memory.unknown_keys(call.arguments)
+        if unknown:
+            known = ", ".join(run.memory.values) or "none yet"
+            raise ModelCallError("unknown_key", f"unknown memory key(s) {', '.join(unknown)} (stored keys: {known})")
+        if any(True for _ in iter_refs(call.arguments)):
+            raise ModelCallError("bad_arguments", "arguments contain {{...}} templates; give the actual values")
+        resolved = run.memory.resolve_args(call.arguments, spec.parameters)
+        props = spec.parameters.get("properties", {}) or {}
+        extra = [k for k in resolved if props and k not in props]
+        if extra:
+            raise ModelCallError("bad_arguments", f"{call.name} has no parameter(s) {', '.join(extra)}; it takes {', '.join(props)}")
+        try:
+            jsonschema.validate(resolved, spec.parameters or {"type": "object"})
+        except jsonschema.ValidationError as exc:
+            where = ".".join(map(str, exc.absolute_path)) or "arguments"
+            raise ModelCallError("bad_arguments", f"{where}: {exc.message}") from None
+        except jsonschema.SchemaError:
+            log.warning("tool %s has an invalid input schema; arguments not checked", call.name)
+        return resolved
+
+    # ---- calling the tool and recording -----------------------------------------------------------
+    async def _execute(
+        self, run: _Run, step: Step, call: ToolCall, resolved: dict[str, Any], rec: StepRecord,
+        on_step: StepCallback | None, retry: bool,
+    ) -> bool:
+        """Call the tool; True when the step is done, False when a tool error was fed back for a retry."""
+        variables_before = run.memory.previews()
+        started = time.perf_counter()
+        try:
+            result = await self.hub.call(call.name, resolved, timeout=self.config.tool_timeout)
+        except DownstreamError as exc:
+            rec.error, rec.error_kind = str(exc), "downstream"
+            rec.tool_latency_s = time.perf_counter() - started
+            await self._record(run, rec, on_step)
+            raise
+        rec.tool_latency_s = result.latency_s
+        if result.is_error:
+            rec.error, rec.error_kind, rec.result = result.text or "the tool failed", "tool", result.text
+            await self._record(run, rec, on_step)
+            if rec.source == "model" and retry:
+                return False
+            raise RunFailed(f"step {step.step}: tool {call.name} failed: {rec.error}", "tool")
+        value = result.value
+        observation = observation_text(run.memory.compress(value, hint=call.name))
+        rec.result = value
+        run.state.steps[step.step] = value
+        alias = run.cursor.branch_point(step)
+        if alias:
+            run.state.steps[alias] = value
+        run.cursor.advance(step)
+        run.history.append(Turn(call, observation))
+        run.calls.append(
+            CallRecord(step.step, call.name, call.arguments, resolved, value, observation, rec.source, variables_before)
+        )
+        if step.type == "finish" or run.cursor.finished:
+            run.answer = _answer_of(value)
+        await self._record(run, rec, on_step)
+        return True
+
+    async def _record(self, run: _Run, rec: StepRecord, on_step: StepCallback | None) -> None:
+        run.attempts.append(rec)
+        if self.runlog is not None and run.run_id is not None:
+            self.runlog.log_step(run.run_id, rec)
+        if on_step is not None:
+            out = on_step(rec)
+            if inspect.isawaitable(out):
+                await out
+
+
+def _answer_of(value: Any) -> str:
+    if isinstance(value, Mapping):
+        for key in ("answer", "summary", "text", "result"):
+            if isinstance(value.get(key), str):
+                return value[key]
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+

@@ -1,0 +1,221 @@
+"""``ToolHub``: the engine's connection to the enterprise's downstream MCP tool servers.
+
+Configured like Claude Desktop (``{"mcpServers": {"hr": {"command": ..., "args": [...], "env": {...}},
+"crm": {"url": ..., "headers": {...}, "bearer": ...}}}``) or with in-process FastMCP servers (tests, the demo).
+Tools are listed once and cached; with more than one server their names get the server's name as a prefix
+(``hr_get_salary``). Calls have a timeout; a lost connection is re-opened once before the call is given up
+as a ``DownstreamError``, so the next run works once a restarted server is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
+from mcp.shared.exceptions import MCPError
+
+from routines.backends.base import ToolSpec
+from routines.errors import CallerError, DownstreamError
+
+log = logging.getLogger(__name__)
+
+# What a dead or unreachable server raises underneath fastmcp's client.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+    ConnectionError,
+    OSError,
+    RuntimeError,
+    MCPError,
+)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A downstream tool's answer. ``value`` is the structured result (or parsed JSON text, or text)."""
+
+    value: Any
+    text: str
+    is_error: bool
+    latency_s: float
+    server: str
+    tool: str
+
+
+def load_servers_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """Read a Claude-Desktop-style config (file path or dict) into ``{name: entry}``."""
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        try:
+            source = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CallerError(f"servers file {path} not found") from None
+        except json.JSONDecodeError as exc:
+            raise CallerError(f"servers file {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    servers = source.get("mcpServers", source) if isinstance(source, Mapping) else None
+    if not isinstance(servers, Mapping) or not servers:
+        raise CallerError('a servers config needs {"mcpServers": {"<name>": {"command": ...} or {"url": ...}}}')
+    for name, entry in servers.items():
+        if isinstance(entry, Mapping) and not ("command" in entry or "url" in entry):
+            raise CallerError(f"server {name!r} needs a 'command' (stdio) or a 'url' (HTTP)")
+    return dict(servers)
+
+
+def _transport(name: str, entry: Any) -> Any:
+    if not isinstance(entry, Mapping):
+        return entry  # a FastMCP server object or a ready transport: fastmcp's Client infers the rest
+    if "command" in entry:
+        env = {k: os.path.expandvars(str(v)) for k, v in (entry.get("env") or {}).items()}
+        return StdioTransport(
+            command=entry["command"], args=[str(a) for a in entry.get("args", [])], env=env or None, cwd=entry.get("cwd")
+        )
+    headers = dict(entry.get("headers") or {})
+    bearer = entry.get("bearer") or entry.get("token")
+    if bearer:
+        headers.setdefault("Authorization", f"Bearer {os.path.expandvars(str(bearer))}")
+    return StreamableHttpTransport(url=entry["url"], headers=headers)
+
+
+def _value_of(result: Any) -> tuple[Any, str]:
+    """The structured value and the text of an MCP ``CallToolResult``."""
+    texts = [c.text for c in (result.content or []) if getattr(c, "type", None) == "text"]
+    text = "\n".join(texts)
+    structured = result.structured_content
+    if structured is not None:
+        meta = (result.meta or {}).get("fastmcp") if result.meta else None
+        wrapped = isinstance(meta, Mapping) and meta.get("wrap_result")
+        if wrapped or (set(structured) == {"result"} and not text.lstrip().startswith('{"result"')):
+            structured = structured.get("result")
+        return structured, text
+    try:
+        return json.loads(text), text
+    except (json.JSONDecodeError, ValueError):
+        return text, text
+
+
+class _Connection:
+    def __init__(self, name: str, entry: Any, timeout: float) -> None:
+        self.name = name
+        self.entry = entry
+        self.timeout = timeout
+        self.client: Client | None = None
+
+    async def open(self) -> Client:
+        if self.client is not None and self.client.is_connected():
+            return self.client
+        await self.close()
+        client = Client(_transport(self.name, self.entry), timeout=self.timeout, init_timeout=self.timeout)
+        try:
+            await client.__aenter__()
+        except Exception as exc:  # whatever stops a connection is the server's (or its config's) problem
+            raise DownstreamError(self.name, None, f"cannot connect: {exc or type(exc).__name__}") from exc
+        self.client = client
+        return client
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                await client.__aexit__(None, None, None)
+            except _CONNECTION_ERRORS as exc:
+                log.debug("closing %s: %s", self.name, exc)
+
+
+class ToolHub:
+    """Lists and calls the tools of several downstream MCP servers as one tool set."""
+
+    def __init__(self, servers: Mapping[str, Any], *, timeout: float = 30.0, prefix: bool | None = None) -> None:
+        if not servers:
+            raise CallerError("a ToolHub needs at least one downstream server")
+        self.timeout = timeout
+        self.prefix = len(servers) > 1 if prefix is None else prefix
+        self._conns = {name: _Connection(name, entry, timeout) for name, entry in servers.items()}
+        self._tools: dict[str, tuple[str, ToolSpec]] | None = None
+        self._lock = anyio.Lock()
+
+    @classmethod
+    def from_config(cls, source: str | Path | Mapping[str, Any], **kwargs: Any) -> ToolHub:
+        return cls(load_servers_config(source), **kwargs)
+
+    async def __aenter__(self) -> ToolHub:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for conn in self._conns.values():
+            await conn.close()
+
+    @property
+    def servers(self) -> list[str]:
+        return list(self._conns)
+
+    async def list_tools(self, refresh: bool = False) -> list[ToolSpec]:
+        """Every downstream tool (prefixed ``<server>_`` when there are several servers); cached."""
+        async with self._lock:
+            if self._tools is None or refresh:
+                tools: dict[str, tuple[str, ToolSpec]] = {}
+                for name, conn in self._conns.items():
+                    listed = await self._with_reconnect(conn, None, lambda c: c.list_tools())
+                    for tool in listed:
+                        spec = ToolSpec.from_mcp(tool)
+                        exposed = f"{name}_{spec.name}" if self.prefix else spec.name
+                        tools[exposed] = (name, ToolSpec(exposed, spec.description, spec.parameters))
+                self._tools = tools
+        return [spec for _, spec in self._tools.values()]
+
+    async def tool(self, name: str) -> ToolSpec | None:
+        await self.list_tools()
+        assert self._tools is not None
+        entry = self._tools.get(name)
+        return entry[1] if entry else None
+
+    async def call(self, name: str, arguments: Mapping[str, Any], *, timeout: float | None = None) -> ToolResult:
+        """Call a tool. A tool's own error comes back as ``is_error``; a server that cannot answer raises
+        ``DownstreamError``."""
+        await self.list_tools()
+        assert self._tools is not None
+        if name not in self._tools:
+            raise CallerError(f"no downstream tool {name!r}; tools: {', '.join(sorted(self._tools))}")
+        server, _ = self._tools[name]
+        remote = name[len(server) + 1 :] if self.prefix else name
+        conn = self._conns[server]
+        started = time.perf_counter()
+        result = await self._with_reconnect(
+            conn, remote, lambda c: c.call_tool_mcp(remote, dict(arguments), timeout=timeout or self.timeout)
+        )
+        value, text = _value_of(result)
+        return ToolResult(value, text, bool(result.is_error), time.perf_counter() - started, server, remote)
+
+    async def _with_reconnect(self, conn: _Connection, tool: str | None, op: Any) -> Any:
+        for attempt in (1, 2):
+            client = await conn.open()
+            try:
+                return await op(client)
+            except TimeoutError as exc:
+                raise DownstreamError(conn.name, tool, f"no answer within {conn.timeout:g} s") from exc
+            except MCPError as exc:
+                if "timed out" in str(exc).lower():
+                    raise DownstreamError(conn.name, tool, f"no answer within {conn.timeout:g} s") from exc
+                if attempt == 2 or "connection closed" not in str(exc).lower():
+                    await conn.close()
+                    raise DownstreamError(conn.name, tool, str(exc)) from exc
+                log.warning("downstream %s lost the connection; reconnecting", conn.name)
+                await conn.close()
+            except _CONNECTION_ERRORS as exc:
+                await conn.close()
+                if attempt == 2:
+                    raise DownstreamError(conn.name, tool, f"connection lost: {exc or type(exc).__name__}") from exc
+                log.warning("downstream %s failed (%s); reconnecting", conn.name, exc)
+        raise AssertionError("unreachable")  # pragma: no cover
