@@ -9,7 +9,8 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from server.cli import routine_cmds
+from server.cli import routine_cmds, run_cmds
+from server.cli import store_cmds
 
 app = typer.Typer(
     name="routine",
@@ -21,6 +22,8 @@ app = typer.Typer(
 
 # Command groups register themselves here, one line each.
 routine_cmds.register(app)
+run_cmds.register(app)
+store_cmds.register(app)
 
 
 class CLIError(Exception):
@@ -41,7 +44,9 @@ def _describe(exc: BaseException) -> str:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns typer.Exit's code instead of raising it here
+        if isinstance(code, int) and code:
+            raise SystemExit(code)
     except (typer.Exit, SystemExit) as exc:
         raise SystemExit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
     except typer.Abort:

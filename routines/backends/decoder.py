@@ -1,0 +1,234 @@
+"""A batched KV-cache decoder for Llama-family causal models, with a prefix shared by the whole batch.
+
+It runs the model's own modules (embeddings, norms, projections, MLPs, rotary embedding), so a LoRA merged
+into the weights is simply part of them, and replaces only the attention and the cache:
+
+- :class:`KVCache` preallocates keys and values along the token axis (no ``torch.cat`` per step) and keeps
+  one length per row.
+- A forward pass may attend to a ``shared`` cache (batch 1, the group's common prompt prefix) before each
+  row's own cache. The shared keys are multiplied with the queries of all rows in one matmul, so a decode
+  step reads the shared prefix once, not once per row: on a CPU a decode step is bound by memory traffic,
+  and a 2,000-token prefix weighs about as much as the model (46 KB per token for SmolLM2-135M).
+
+Both parts go through one softmax, so the result is the same attention as over the concatenated cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
+PREFILL_CHUNK = 512
+
+
+class UnsupportedModelError(ValueError):
+    """The model's architecture is not one this decoder implements; the operator must pick another model
+    or serve it behind an OpenAI-compatible endpoint (vLLM) and use ``OpenAIBackend``."""
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class KVCache:
+    """Keys and values of ``batch`` rows, each ``[batch, kv_heads, capacity, head_dim]`` per layer."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    lengths: torch.Tensor
+    """Tokens held per row (int64, ``[batch]``)."""
+    is_view: bool = False
+
+    @property
+    def batch(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def capacity(self) -> int:
+        return int(self.keys[0].shape[2])
+
+    def length(self, row: int = 0) -> int:
+        return int(self.lengths[row])
+
+    def reserve(self, tokens: int) -> None:
+        """Make room for ``tokens`` tokens per row, keeping what is stored."""
+        if tokens <= self.capacity:
+            return
+        if self.is_view:
+            raise RuntimeError("a row view of a KVCache cannot grow; allocate the parent large enough")
+        capacity = -(-max(tokens, 2 * self.capacity) // 256) * 256
+        for store in (self.keys, self.values):
+            for i, old in enumerate(store):
+                new = old.new_zeros((old.shape[0], old.shape[1], capacity, old.shape[3]))
+                new[:, :, : old.shape[2]] = old
+                store[i] = new
+
+    def row(self, index: int) -> KVCache:
+        """A one-row view: writes through it land in this cache."""
+        sl = slice(index, index + 1)
+        return KVCache([k[sl] for k in self.keys], [v[sl] for v in self.values], self.lengths[sl], is_view=True)
+
+    def copy_prefix(self, src: int, dst: int, tokens: int) -> None:
+        """Row ``dst`` gets the first ``tokens`` tokens of row ``src``."""
+        for store in (self.keys, self.values):
+            for t in store:
+                t[dst, :, :tokens] = t[src, :, :tokens]
+        self.lengths[dst] = tokens
+
+    def append_row(self, other: KVCache, row: int = 0) -> None:
+        """Append the tokens of ``other``'s ``row`` to this one-row cache."""
+        n, start = other.length(row), self.length()
+        self.reserve(start + n)
+        for mine, theirs in ((self.keys, other.keys), (self.values, other.values)):
+            for a, b in zip(mine, theirs, strict=True):
+                a[0, :, start : start + n] = b[row, :, :n]
+        self.lengths[0] = start + n
+
+    def select(self, rows: Sequence[int]) -> None:
+        """Keep only these rows, in this order."""
+        index = torch.tensor(list(rows), dtype=torch.long)
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+        self.lengths = self.lengths.index_select(0, index)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class Decoder:
+    """Forward passes of a Llama-family ``*ForCausalLM`` over :class:`KVCache` rows."""
+
+    def __init__(self, lm: Any) -> None:
+        config = lm.config
+        if config.model_type not in SUPPORTED_TYPES or hasattr(lm.model.layers[0].self_attn, "q_norm"):
+            raise UnsupportedModelError(
+                f"the embedded decoder supports {', '.join(SUPPORTED_TYPES)} models, not {config.model_type!r}; "
+                "serve this model with vLLM and use OpenAIBackend"
+            )
+        self.lm = lm
+        self.layers = list(lm.model.layers)
+        self.kv_heads = int(config.num_key_value_heads)
+        self.groups = int(config.num_attention_heads) // self.kv_heads
+        self.head_dim = int(self.layers[0].self_attn.head_dim)
+        self.scaling = float(self.layers[0].self_attn.scaling)
+        self.vocab_size = int(lm.get_output_embeddings().weight.shape[0])
+        self.max_positions = int(getattr(config, "max_position_embeddings", 1 << 30))
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        capacity = max(256, -(-capacity // 256) * 256)
+        shape = (batch, self.kv_heads, capacity, self.head_dim)
+        # Zeros, not empty: a masked slot still enters the matmul with weight 0, and 0 * NaN is NaN.
+        return KVCache(
+            keys=[torch.zeros(shape) for _ in self.layers],
+            values=[torch.zeros(shape) for _ in self.layers],
+            lengths=torch.zeros(batch, dtype=torch.long),
+        )
+
+    @torch.inference_mode()
+    def prefill(
+        self, ids: Sequence[int], cache: KVCache, shared: KVCache | None = None, *, logits: bool = True
+    ) -> torch.Tensor | None:
+        """Append ``ids`` to the one-row ``cache``; the next-token logits ``[1, vocab]`` when asked."""
+        out = None
+        for start in range(0, len(ids), PREFILL_CHUNK):
+            chunk = torch.tensor([list(ids[start : start + PREFILL_CHUNK])], dtype=torch.long)
+            last = start + PREFILL_CHUNK >= len(ids)
+            out = self._forward(chunk, cache, shared, logits=logits and last)
+        return out
+
+    @torch.inference_mode()
+    def step(self, tokens: Sequence[int], cache: KVCache, shared: KVCache | None = None) -> torch.Tensor:
+        """Append one token to every row; the next-token logits ``[batch, vocab]``."""
+        out = self._forward(torch.tensor(list(tokens), dtype=torch.long)[:, None], cache, shared, logits=True)
+        assert out is not None
+        return out
+
+    def _forward(
+        self, tokens: torch.Tensor, cache: KVCache, shared: KVCache | None, *, logits: bool
+    ) -> torch.Tensor | None:
+        batch, width = tokens.shape
+        if batch > 1 and width > 1:
+            raise ValueError("feed either one row or one token per row")
+        prefix = shared.length() if shared is not None else 0
+        start = cache.lengths.clone()
+        span = int(start.max()) + width
+        if prefix + span > self.max_positions:
+            raise ValueError(
+                f"the conversation needs {prefix + span} positions but the model has {self.max_positions}; "
+                "shorten the prompt or lower max_tokens"
+            )
+        cache.reserve(span)
+        offsets = torch.arange(width)
+        positions = prefix + start[:, None] + offsets  # [batch, width]
+        # Slot s of a row is visible to that row's query j when s <= start + j (causal, own row only).
+        visible = torch.arange(span)[None, None, :] <= (start[:, None] + offsets)[:, :, None]
+        bias = torch.zeros(visible.shape).masked_fill_(~visible, float("-inf"))[:, None, None]  # [b,1,1,w,span]
+        model = self.lm.model
+        hidden = model.embed_tokens(tokens)
+        cos, sin = model.rotary_emb(hidden, positions)
+        cos, sin = cos[:, None], sin[:, None]
+        rows = torch.arange(batch)
+        for index, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            x = layer.input_layernorm(hidden)
+            q = attn.q_proj(x).view(batch, width, -1, self.head_dim).transpose(1, 2)
+            k = attn.k_proj(x).view(batch, width, -1, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(x).view(batch, width, -1, self.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            keys, values = cache.keys[index], cache.values[index]
+            if width == 1:
+                keys[rows, :, start] = k[:, :, 0]
+                values[rows, :, start] = v[:, :, 0]
+            else:
+                s0 = int(start[0])
+                keys[0, :, s0 : s0 + width] = k[0]
+                values[0, :, s0 : s0 + width] = v[0]
+            pre = (shared.keys[index][0, :, :prefix], shared.values[index][0, :, :prefix]) if prefix else None
+            out = self._attend(q, keys[:, :, :span], values[:, :, :span], bias, pre)
+            hidden = hidden + attn.o_proj(out)
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        cache.lengths += width
+        if not logits:
+            return None
+        return self.lm.lm_head(model.norm(hidden[:, -1]))
+
+    def _attend(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        bias: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """``q`` ``[b, heads, w, d]`` over the shared ``prefix`` (``[kv_heads, p, d]`` each) then each row's
+        own ``keys``/``values`` (``[b, kv_heads, span, d]``); returns ``[b, w, heads * d]``."""
+        batch, heads, width, dim = q.shape
+        kvh, g = self.kv_heads, self.groups
+        qg = q.reshape(batch, kvh, g * width, dim)
+        scores = (qg @ keys.transpose(-1, -2)).mul_(self.scaling).view(batch, kvh, g, width, -1) + bias
+        p = 0
+        if prefix is not None:
+            pk, pv = prefix
+            p = pk.shape[1]
+            qp = qg.transpose(0, 1).reshape(kvh, batch * g * width, dim)
+            sp = (qp @ pk.transpose(-1, -2)).mul_(self.scaling).view(kvh, batch, g, width, p)
+            scores = torch.cat((sp.permute(1, 0, 2, 3, 4), scores), dim=-1)
+        weights = torch.softmax(scores, dim=-1)
+        out = weights[..., p:].reshape(batch, kvh, g * width, -1) @ values
+        if prefix is not None:
+            wp = weights[..., :p].permute(1, 0, 2, 3, 4).reshape(kvh, batch * g * width, p)
+            out = out + (wp @ prefix[1]).view(kvh, batch, g * width, dim).transpose(0, 1)
+        return out.view(batch, heads, width, dim).transpose(1, 2).reshape(batch, width, heads * dim)
