@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -9,7 +10,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from server.cli import routine_cmds, run_cmds
+from server.cli import routine_cmds, run_cmds, serve_cmds
 from server.cli import store_cmds
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
 # Command groups register themselves here, one line each.
 routine_cmds.register(app)
 run_cmds.register(app)
+serve_cmds.register(app)
 store_cmds.register(app)
 
 
@@ -38,27 +40,41 @@ def _describe(exc: BaseException) -> str:
         return f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     if isinstance(exc, FileNotFoundError):
         return f"file not found: {exc.filename or exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not a UTF-8 text file ({exc.reason} at byte {exc.start})"
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"cannot read {exc.filename}: {exc.strerror}"
     return str(exc) or type(exc).__name__
 
 
-def main() -> None:
+def _click_errors() -> tuple[type[BaseException], ...]:
+    """Usage-error classes of the click that typer uses (typer >= 0.16 vendors its own) and of click itself."""
+    found: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module), "ClickException"))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``routine`` script. A problem in the user's input becomes one ``error:`` line on
+    stderr and exit code 2, never a traceback; commands signal findings with their own exit codes."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    click_errors = _click_errors()
     try:
-        code = app(standalone_mode=False)  # click returns typer.Exit's code instead of raising it here
-        if isinstance(code, int) and code:
-            raise SystemExit(code)
-    except (typer.Exit, SystemExit) as exc:
-        raise SystemExit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
+        rc = app(args=argv, prog_name="routine", standalone_mode=False)
+    except SystemExit:
+        raise
     except typer.Abort:
         print("aborted", file=sys.stderr)
         raise SystemExit(130) from None
     except (CLIError, ValueError, KeyError, OSError, ValidationError) as exc:
         print(f"error: {_describe(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
+    except click_errors as exc:  # usage errors: unknown command or option, missing argument
+        exc.show()  # type: ignore[attr-defined]
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    # Without standalone mode typer returns what ``typer.Exit(code)`` carried (or the command's result).
+    raise SystemExit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,302 @@
+"""The FastMCP app: the four Routine tools an agent calls, plus Routine management, resources and the
+planning prompt. Everything it does is in ``RoutineService``; this module is the MCP face of it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastmcp import Context, FastMCP
+from fastmcp.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from memory.runlog import StepRecord
+from routines.backends.sampling import SamplingUnavailable
+from routines.errors import CallerError, DownstreamError
+from routines.planner import planning_prompt
+from routines.render import render_routine
+from server.sampling import sampling_backend
+from server.service import RoutineService
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """This server carries out business procedures (Routines) reliably.
+- run_routine(query): answers a request by running the best stored Routine against the company's tools,
+  one checked tool call per step; returns the answer and every step taken.
+- retrieve_routine(query): which stored Routine fits a request, with its score.
+- plan_routine(draft): turns an expert's rough procedure into a structured Routine (save=true stores it).
+- distill_dataset(...): runs a scenario's queries with their Routines to make fine-tuning data.
+Routines: list_routines, get_routine, save_routine, delete_routine; resource routine://{id}."""
+
+
+# ---- structured outputs --------------------------------------------------------------------------------
+class Finding(BaseModel):
+    severity: str
+    code: str
+    step: str | None
+    message: str
+
+
+class RoutineOut(BaseModel):
+    id: str
+    version: int | None
+    name: str
+    description: str
+    text: str = Field(description="The Routine in the natural-language form the executor reads.")
+    routine: dict[str, Any] = Field(description="The Routine as JSON.")
+
+
+class CandidateOut(BaseModel):
+    routine_id: str
+    name: str
+    score: float
+
+
+class RetrieveOut(BaseModel):
+    routine: RoutineOut | None = Field(description="The best Routine, or null when retrieval abstained.")
+    score: float
+    abstained: bool
+    candidates: list[CandidateOut]
+    explanation: str
+
+
+class StepOut(BaseModel):
+    step: str
+    tool: str
+    arguments: dict[str, Any]
+    observation: str
+    source: str = Field(description="'model' when the executor model made the call, 'bound' when the Routine did.")
+
+
+class RunOut(BaseModel):
+    run_id: str | None
+    status: str
+    answer: str | None
+    routine_id: str | None
+    routine_version: int | None
+    retrieval_score: float | None
+    steps: list[StepOut]
+    retries: int = Field(description="Calls the engine refused and the model made again.")
+
+
+class PlanOut(BaseModel):
+    ok: bool
+    routine: dict[str, Any] | None
+    text: str
+    findings: list[Finding]
+    attempts: int
+    saved: RoutineOut | None
+
+
+class RoutineInfoOut(BaseModel):
+    id: str
+    name: str
+    version: int
+    description: str
+
+
+class DistillOut(BaseModel):
+    kept: int
+    dropped: list[dict[str, Any]]
+    out_path: str
+    dataset_info_path: str | None
+
+
+def routine_out(routine: Any) -> RoutineOut:
+    return RoutineOut(
+        id=routine.id or "", version=routine.version, name=routine.name, description=routine.description,
+        text=render_routine(routine), routine=routine.model_dump(exclude_none=True),
+    )
+
+
+def _fail(exc: BaseException) -> ToolError:
+    if isinstance(exc, ValidationError):
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:6])
+        return ToolError(f"invalid Routine: {detail}")
+    if isinstance(exc, KeyError):
+        return ToolError(str(exc.args[0]) if exc.args else "not found")
+    return ToolError(str(exc))
+
+
+# ---- the app -------------------------------------------------------------------------------------------
+def create_app(service: RoutineService | None = None, *, settings: Settings | None = None, auth: Any = None) -> FastMCP:
+    svc = service or RoutineService(settings)
+
+    mcp = FastMCP("routine-mcp", instructions=INSTRUCTIONS, auth=auth)
+    read_only = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+
+    @mcp.custom_route("/health", methods=["GET"])
+    async def health(request: Request) -> JSONResponse:  # no data behind it: safe without auth
+        return JSONResponse({"status": "ok"})
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
+    async def run_routine(
+        query: Annotated[str, Field(description="The user's request, in their words.", min_length=1)],
+        ctx: Context,
+        routine_id: Annotated[str | None, Field(description="Run this stored Routine (id or id@version); "
+                                                "omit to pick the best one for the query.")] = None,
+        inputs: Annotated[dict[str, Any] | None, Field(description="Values for the Routine's declared inputs; "
+                                                       "missing ones are read from the query.")] = None,
+        user_id: Annotated[str | None, Field(description="The current user's id (permissions are checked "
+                                              "for this user).")] = None,
+        mode: Annotated[Literal["model", "hybrid", "bound"] | None, Field(description="model: the executor "
+                        "model makes every call; hybrid: bound steps run without it; bound: no model.")] = None,
+    ) -> RunOut:
+        """Answer a request by carrying out a Routine step by step against the company's tools.
+        Returns the answer and the trajectory (every call and what it returned)."""
+        done = 0
+
+        async def progress(rec: StepRecord) -> None:
+            nonlocal done
+            if rec.ok:
+                done += 1
+                await ctx.report_progress(done, None, f"step {rec.step}: {rec.tool}")
+            else:
+                await ctx.report_progress(done, None, f"step {rec.step or '?'} retried: {rec.error}")
+
+        try:
+            result, routine, found = await svc.run(
+                query, routine_id=routine_id, inputs=inputs, user_id=user_id, mode=mode, on_step=progress,
+                sampling=sampling_backend(ctx) if svc.settings.executor_backend == "sampling" else None,
+            )
+        except (CallerError, KeyError, DownstreamError, SamplingUnavailable, ValueError) as exc:
+            raise _fail(exc) from None
+        if not result.ok:
+            done_steps = ", ".join(f"{c.step} {c.tool}" for c in result.calls) or "none"
+            raise ToolError(f"run {result.run_id} of {routine.id} failed: {result.error} (steps done: {done_steps})")
+        return RunOut(
+            run_id=result.run_id, status=result.status, answer=result.answer, routine_id=routine.id,
+            routine_version=routine.version, retrieval_score=found.score if found else None,
+            steps=[StepOut(step=c.step, tool=c.tool, arguments=c.arguments, observation=c.observation, source=c.source)
+                   for c in result.calls],
+            retries=sum(1 for a in result.attempts if not a.ok),
+        )
+
+    @mcp.tool(annotations=read_only)
+    async def retrieve_routine(
+        query: Annotated[str, Field(description="The user's request.", min_length=1)],
+        k: Annotated[int, Field(description="How many candidates to list.", ge=1, le=20)] = 1,
+    ) -> RetrieveOut:
+        """Find the stored Routine that fits a request. Abstains (routine null) when none fits well enough,
+        listing the closest candidates so the caller can choose."""
+        try:
+            found = svc.retrieve(query, k=k)
+        except (CallerError, ValueError) as exc:
+            raise _fail(exc) from None
+        return RetrieveOut(
+            routine=routine_out(found.routine) if found.routine else None, score=found.score,
+            abstained=found.abstained, explanation=found.explain(),
+            candidates=[CandidateOut(routine_id=c.routine_id, name=c.name, score=c.score) for c in found.candidates],
+        )
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
+    async def plan_routine(
+        draft: Annotated[str, Field(description="The expert's rough procedure, in prose or a list.", min_length=1)],
+        ctx: Context,
+        tools: Annotated[list[dict[str, Any]] | None, Field(description="Tool schemas to plan with (MCP "
+                         "tools/list entries); omit to use the downstream servers' tools.")] = None,
+        save: Annotated[bool, Field(description="Store the Routine when it is valid.")] = False,
+        bind: Annotated[bool, Field(description="Also bind arguments so steps can run without the model.")] = False,
+    ) -> PlanOut:
+        """Turn a rough draft into a structured, validated Routine with one tool per step."""
+        try:
+            sampling = sampling_backend(ctx) if svc.settings.planner_backend == "sampling" else None
+            result = await svc.plan(draft, tools, bind=bind, sampling=sampling)
+            saved = None
+            if save and result.ok and result.routine is not None:
+                saved = routine_out(svc.store.save(result.routine, tools=tools or await svc.tools()))
+        except (CallerError, KeyError, DownstreamError, SamplingUnavailable, ValueError, ConnectionError) as exc:
+            raise _fail(exc) from None
+        return PlanOut(
+            ok=result.ok, routine=result.routine.model_dump(exclude_none=True) if result.routine else None,
+            text=result.text, findings=[Finding(**f.__dict__) for f in result.report.findings],
+            attempts=len(result.attempts), saved=saved,
+        )
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
+    async def distill_dataset(
+        ctx: Context,
+        scenario: Annotated[str, Field(description="A built-in scenario name (hr) or a scenario directory.")] = "hr",
+        split: Annotated[Literal["train", "test"], Field(description="Which query set.")] = "train",
+        teacher: Annotated[str, Field(description="'bound' (the Routines' bindings, no model), 'executor' "
+                                      "(the configured executor backend) or 'openai'.")] = "bound",
+        with_routine: Annotated[bool, Field(description="Put the Routine in the system prompt (false: "
+                                            "the 'internalised' variant).")] = True,
+        limit: Annotated[int | None, Field(description="Only the first N queries.", ge=1)] = None,
+        out_dir: Annotated[str | None, Field(description="Where to write the dataset.")] = None,
+    ) -> DistillOut:
+        """Run a scenario's queries through their Routines and write LLaMA-Factory ShareGPT training data."""
+
+        async def progress(done: int, total: int, message: str = "") -> None:
+            await ctx.report_progress(done, total, message)
+
+        try:
+            report = await svc.distill(scenario=scenario, split=split, teacher=teacher, with_routine=with_routine,
+                                       limit=limit, out_dir=out_dir, on_progress=progress)
+        except (CallerError, KeyError, DownstreamError, ValueError) as exc:
+            raise _fail(exc) from None
+        return DistillOut(kept=report.kept, dropped=list(report.dropped), out_path=str(report.out_path),
+                          dataset_info_path=str(report.dataset_info_path) if report.dataset_info_path else None)
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False))
+    async def save_routine(
+        routine: Annotated[dict[str, Any], Field(description="A Routine as JSON (design section 4.1).")],
+    ) -> RoutineOut:
+        """Validate a Routine against the downstream tools and store it as a new version."""
+        try:
+            return routine_out(await svc.save(routine))
+        except (CallerError, ValidationError, ValueError, DownstreamError) as exc:
+            raise _fail(exc) from None
+
+    @mcp.tool(annotations=read_only)
+    def get_routine(
+        routine_id: Annotated[str, Field(description="The Routine's id.")],
+        version: Annotated[int | None, Field(description="A version; omit for the latest.")] = None,
+    ) -> RoutineOut:
+        """A stored Routine, as JSON and in natural language."""
+        try:
+            return routine_out(svc.store.get(routine_id, version))
+        except (KeyError, ValueError) as exc:
+            raise _fail(exc) from None
+
+    @mcp.tool(annotations=read_only)
+    def list_routines() -> list[RoutineInfoOut]:
+        """All stored Routines (latest versions)."""
+        return [RoutineInfoOut(id=i.id, name=i.name, version=i.version, description=i.description)
+                for i in svc.store.list()]
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True))
+    def delete_routine(routine_id: Annotated[str, Field(description="The Routine's id.")]) -> dict[str, Any]:
+        """Delete a Routine and all its versions."""
+        try:
+            removed = svc.store.delete(routine_id)
+        except (KeyError, ValueError) as exc:
+            raise _fail(exc) from None
+        return {"deleted": routine_id, "versions": removed}
+
+    @mcp.resource("routine://{routine_id}", mime_type="application/json")
+    def routine_resource(routine_id: str) -> dict[str, Any]:
+        """A stored Routine as JSON."""
+        return svc.store.get(routine_id).model_dump(exclude_none=True)
+
+    @mcp.resource("routine://{routine_id}/text", mime_type="text/plain")
+    def routine_text_resource(routine_id: str) -> str:
+        """A stored Routine in the natural-language form the executor reads."""
+        return render_routine(svc.store.get(routine_id))
+
+    @mcp.prompt(name="plan_routine")
+    def plan_prompt(
+        draft: Annotated[str, Field(description="The expert's rough procedure.")],
+        tools: Annotated[str, Field(description="Tool schemas as a JSON list.")] = "[]",
+    ) -> str:
+        """The prompt that turns a rough draft into a structured Routine (paper appendix A.1)."""
+        import json
+
+        return planning_prompt(draft, json.loads(tools or "[]"))
+
+    mcp.service = svc  # type: ignore[attr-defined]
+    return mcp

@@ -1,0 +1,185 @@
+"""``RoutineService``: what the MCP tools do, free of MCP: the Routine store, retrieval, the downstream hub,
+the executor and its backend, planning and distillation, wired from one ``Settings``.
+
+Heavy parts (the embedding model, the embedded executor, downstream connections) start on first use, so
+``routine serve`` answers ``tools/list`` at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from memory.retrieval import RetrievalResult, Retriever
+from memory.runlog import RunLog
+from memory.store import ProcedureStore
+from routines.backends import create_backend
+from routines.backends.base import Backend, ToolSpec
+from routines.errors import CallerError
+from routines.executor import Executor, ExecutorConfig, RunResult, StepCallback
+from routines.hub import ToolHub, load_servers_config
+from routines.model import Routine
+from routines.planner import Planner, PlanResult
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_UNSET: Any = object()
+
+
+class RoutineService:
+    """One per server process. Pass ``hub``/``executor_backend``/``planner_backend``/``embedder`` to
+    replace what settings would build (tests, embedding the server in another program)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        hub: ToolHub | None = None,
+        executor_backend: Backend | None = _UNSET,
+        planner_backend: Backend | None = None,
+        embedder: Any = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.store = ProcedureStore(self.settings.store_path)
+        self.runlog = RunLog(self.settings.runlog_path)
+        self._hub = hub
+        self._executor_backend = executor_backend
+        self._planner_backend = planner_backend
+        self._embedder = embedder
+        self._retriever: Retriever | None = None
+
+    async def aclose(self) -> None:
+        if self._hub is not None:
+            await self._hub.aclose()
+        for backend in (self._executor_backend, self._planner_backend):
+            if backend is not None and backend is not _UNSET and hasattr(backend, "aclose"):
+                await backend.aclose()
+
+    # ---- parts ------------------------------------------------------------------------------------
+    def hub(self) -> ToolHub:
+        if self._hub is None:
+            if self.settings.servers_file is None:
+                raise CallerError("no downstream servers are configured; set ROUTINE_SERVERS_FILE to an mcpServers JSON file")
+            self._hub = ToolHub(load_servers_config(self.settings.servers_file), timeout=self.settings.tool_timeout)
+        return self._hub
+
+    async def tools(self) -> list[ToolSpec]:
+        return await self.hub().list_tools()
+
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            from memory.embeddings import Embedder
+
+            embedder = self._embedder or Embedder(self.settings.embedding_model)
+            kwargs = {} if self.settings.retrieval_threshold is None else {"threshold": self.settings.retrieval_threshold}
+            self._retriever = Retriever(self.store, embedder, **kwargs)
+        return self._retriever
+
+    def executor_backend(self, sampling: Backend | None = None) -> Backend | None:
+        """The configured executor model. ``sampling``: the per-request backend for ``sampling``."""
+        if self.settings.executor_backend == "sampling":
+            if sampling is None:
+                raise CallerError("the sampling executor needs an MCP client connection")
+            return sampling
+        if self._executor_backend is _UNSET:
+            s = self.settings
+            if s.executor_backend == "openai":
+                if not s.model:
+                    raise CallerError("ROUTINE_EXECUTOR_BACKEND=openai needs ROUTINE_MODEL (the model or LoRA adapter name)")
+                self._executor_backend = create_backend("openai", model=s.model, base_url=s.endpoint, api_key=s.api_key)
+            elif s.executor_backend == "local":
+                self._executor_backend = create_backend("local", model=s.local_model, adapter=s.local_adapter)
+            else:
+                self._executor_backend = None
+        return self._executor_backend
+
+    def planner_backend(self, sampling: Backend | None = None) -> Backend:
+        if self._planner_backend is not None:
+            return self._planner_backend
+        s = self.settings
+        if s.planner_backend == "sampling":
+            if sampling is None:
+                raise CallerError("the sampling planner needs an MCP client connection")
+            return sampling
+        if s.planner_backend == "openai":
+            model = s.planner_model or s.model
+            if not model:
+                raise CallerError("planning needs a model: set ROUTINE_PLANNER_MODEL (and ROUTINE_PLANNER_ENDPOINT), "
+                                  "or ROUTINE_PLANNER_BACKEND=sampling to use the client's model")
+            self._planner_backend = create_backend("openai", model=model, base_url=s.planner_endpoint or s.endpoint,
+                                                   api_key=s.api_key)
+        else:
+            self._planner_backend = create_backend("local", model=s.local_model)
+        assert self._planner_backend is not None
+        return self._planner_backend
+
+    # ---- operations -------------------------------------------------------------------------------
+    async def save(self, data: Routine | dict[str, Any], *, check_tools: bool = True) -> Routine:
+        """Validate (against the downstream tools when servers are configured) and store a new version."""
+        tools = await self.tools() if check_tools and (self._hub or self.settings.servers_file) else []
+        return self.store.save(data, tools=tools)
+
+    def retrieve(self, query: str, k: int = 1) -> RetrievalResult:
+        return self.retriever().retrieve(query, k=k)
+
+    def resolve_routine(self, query: str, routine_id: str | None) -> tuple[Routine, RetrievalResult | None]:
+        if routine_id:
+            name, _, version = routine_id.partition("@")
+            return self.store.get(name, int(version) if version else None), None
+        found = self.retrieve(query)
+        if found.routine is None:
+            raise CallerError(found.explain())
+        return found.routine, found
+
+    async def run(
+        self,
+        query: str,
+        *,
+        routine_id: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        user_id: str | None = None,
+        mode: str | None = None,
+        on_step: StepCallback | None = None,
+        sampling: Backend | None = None,
+    ) -> tuple[RunResult, Routine, RetrievalResult | None]:
+        routine, found = self.resolve_routine(query, routine_id)
+        run_mode = mode or self.settings.executor_mode
+        backend = None if run_mode == "bound" else self.executor_backend(sampling)
+        if backend is None and run_mode != "bound":
+            raise CallerError(f"mode {run_mode!r} needs an executor model, and ROUTINE_EXECUTOR_BACKEND is 'none'; "
+                              "use mode 'bound' or configure a backend")
+        s = self.settings
+        config = ExecutorConfig(
+            mode=run_mode, constrain=s.constrain, memory_threshold=s.memory_threshold, max_steps=s.max_steps,
+            max_retries=s.max_retries, tool_timeout=s.tool_timeout,
+        )
+        executor = Executor(self.hub(), backend, config, self.runlog)
+        result = await executor.run(routine, query, inputs=inputs, user_id=user_id, on_step=on_step)
+        return result, routine, found
+
+    async def plan(self, draft: str, tools: list[dict[str, Any]] | None, *, bind: bool = False,
+                   sampling: Backend | None = None) -> PlanResult:
+        specs = [ToolSpec.from_mcp(t) for t in tools] if tools else await self.tools()
+        planner = Planner(self.planner_backend(sampling), bind=bind)
+        return await planner.plan(draft, specs)
+
+    async def distill(self, *, scenario: str, split: str, teacher: str, with_routine: bool, limit: int | None,
+                      out_dir: str | None, on_progress: Callable[..., Any] | None = None) -> Any:
+        from trainer.distill import DistillOptions, distill
+
+        teacher_backend = None if teacher == "bound" else self.executor_backend() if teacher == "executor" else \
+            create_backend(teacher)
+        out = Path(out_dir).expanduser() if out_dir else self.settings.home / "datasets" / f"{scenario}-{split}"
+        queries = None
+        if limit:
+            from routines.scenario import Scenario
+
+            queries = Scenario.load(scenario).queries(split)[:limit]
+        return await distill(
+            scenario, split=split, teacher=teacher_backend, out_dir=out,
+            options=DistillOptions(with_routine=with_routine), data_dir=self.settings.home,
+            on_progress=on_progress, queries=queries,
+        )
