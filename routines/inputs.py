@@ -8,6 +8,7 @@ backend can, string lengths capped).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -43,14 +44,44 @@ def missing_inputs(routine: Routine, inputs: dict[str, Any]) -> list[str]:
     return [n for n in used_inputs(routine) if n not in inputs]
 
 
-def extraction_schema(routine: Routine, names: list[str]) -> dict[str, Any]:
+_WORDS = re.compile(r"[\w][\w'&.-]*", re.UNICODE)
+_DATE_HINTS = {"YYYY-MM-DD": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "YYYY-MM": r"^[0-9]{4}-[0-9]{2}$"}
+MAX_SPAN_WORDS = 6
+
+
+def spans(text: str, max_words: int = MAX_SPAN_WORDS) -> list[str]:
+    """Every run of 1..max_words consecutive words of ``text``, in order of appearance, without repeats."""
+    words = [w.rstrip(".") for w in _WORDS.findall(text)]
+    out: dict[str, None] = {}
+    for i in range(len(words)):
+        for j in range(i + 1, min(len(words), i + max_words) + 1):
+            out.setdefault(" ".join(words[i:j]), None)
+    return list(out)
+
+
+def _property_schema(prop: dict[str, Any], query: str | None) -> dict[str, Any]:
+    """A string is pinned to what it can be: its enum, a date pattern its description asks for, or (with
+    ``query``) one of the question's word spans, so a small model copies instead of inventing."""
+    prop = dict(prop)
+    if prop.get("type", "string") != "string" or "enum" in prop or "const" in prop:
+        return prop
+    description = str(prop.get("description", ""))
+    for hint, pattern in _DATE_HINTS.items():
+        if hint in description or (hint == "YYYY-MM-DD" and prop.get("format") == "date"):
+            prop.setdefault("pattern", pattern)
+            return prop
+    if query is not None and "pattern" not in prop and "format" not in prop:
+        options = spans(query)
+        if options:
+            prop["enum"] = options
+            return prop
+    prop.setdefault("maxLength", MAX_INPUT_CHARS)
+    return prop
+
+
+def extraction_schema(routine: Routine, names: list[str], query: str | None = None) -> dict[str, Any]:
     props = ((routine.inputs or {}).get("properties") or {})
-    out: dict[str, Any] = {}
-    for name in names:
-        prop = dict(props.get(name) or {"type": "string"})
-        if prop.get("type", "string") == "string":
-            prop.setdefault("maxLength", MAX_INPUT_CHARS)
-        out[name] = prop
+    out = {name: _property_schema(dict(props.get(name) or {"type": "string"}), query) for name in names}
     return {"type": "object", "properties": out, "required": names, "additionalProperties": False}
 
 
@@ -65,19 +96,19 @@ def _first_object(text: str) -> Any:
 async def extract_inputs(routine: Routine, query: str, inputs: dict[str, Any], backend: Backend) -> dict[str, Any]:
     """Fill the missing inputs from the question with the model. CallerError when it cannot."""
     names = missing_inputs(routine, inputs)
-    schema = extraction_schema(routine, names)
-    fields = "\n".join(f"- {n}: {schema['properties'][n].get('description', schema['properties'][n].get('type'))}"
-                       for n in names)
+    schema = extraction_schema(routine, names, query)
+    props = ((routine.inputs or {}).get("properties") or {})
+    fields = "\n".join(f"- {n}: {props.get(n, {}).get('description', 'text')}" for n in names)
     system = (
         "Read the user's request and extract the values below. Copy them exactly as the request writes them. "
-        f"Reply with one JSON object and nothing else.\nValues:\n{fields}\nJSON schema: {json.dumps(schema)}"
+        f"Reply with one JSON object with these keys and nothing else.\nValues:\n{fields}"
     )
     completion = await backend.complete(
         [Message("system", system), Message("user", query)], constraint=Constraint(json_schema=schema), max_tokens=200
     )
     try:
         found = _first_object(completion.text)
-        jsonschema.validate(found, schema)
+        jsonschema.validate(found, extraction_schema(routine, names))  # spans guide decoding; any value may do
     except (ValueError, jsonschema.ValidationError) as exc:
         raise CallerError(
             f"could not read {', '.join(names)} from the question ({exc}); pass them as inputs"

@@ -26,6 +26,8 @@ routine_cmds.register(app)
 run_cmds.register(app)
 serve_cmds.register(app)
 store_cmds.register(app)
+importlib.import_module("server.cli.distill_cmds").register(app)
+importlib.import_module("server.cli.eval_cmds").register(app)
 
 
 class CLIError(Exception):
@@ -52,7 +54,7 @@ def _click_errors() -> tuple[type[BaseException], ...]:
     found: list[type[BaseException]] = []
     for module in ("typer._click.exceptions", "click.exceptions"):
         try:
-            found.append(getattr(importlib.import_module(module), "ClickException"))
+            found.append(importlib.import_module(module).ClickException)
         except (ImportError, AttributeError):
             continue
     return tuple(found)

@@ -1,0 +1,220 @@
+"""Distillation of the toy scenario: one clean record per query, the executor's exact prompts, drops named."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routines.backends.scripted import ScriptedBackend
+from routines.hub import ToolHub
+from routines.scenario import Scenario
+from trainer.distill import DistillOptions, distill
+from trainer.sharegpt import load_dataset
+
+pytestmark = pytest.mark.anyio
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def calls_of(record: dict[str, Any]) -> list[dict[str, Any]]:
+    return [json.loads(t["value"]) for t in record["conversations"] if t["from"] == "function_call"]
+
+
+async def bound_records(toy_dir: Path, servers: dict[str, Any], out: Path, **options: Any) -> list[dict[str, Any]]:
+    report = await distill(toy_dir, out_dir=out, data_dir=out, servers=servers, options=DistillOptions(**options))
+    assert report.dropped == []
+    return read_jsonl(report.out_path)
+
+
+async def test_bound_teacher_gives_one_checked_record_per_query(toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path) -> None:
+    progress: list[tuple[int, int, str]] = []
+    report = await distill(toy_dir, out_dir=tmp_path, data_dir=tmp_path, servers=toy_servers,
+                           on_progress=lambda done, total, msg: progress.append((done, total, msg)))
+    queries = Scenario.load(toy_dir).queries("train")
+    assert (report.queries, report.kept, report.records, report.dropped) == (5, 5, 5, [])
+    assert report.gold_checked == 5 and report.calls == 20
+    assert [p[:2] for p in progress] == [(i, 5) for i in range(1, 6)]
+    assert report.dataset_info_path == tmp_path / "dataset_info.json"
+    assert json.loads(report.report_path.read_text())["records"] == 5
+
+    records = read_jsonl(report.out_path)
+    assert [r["id"] for r in records] == [q["id"] for q in queries]
+    assert [[c["name"] for c in calls_of(r)] for r in records][:2] == [
+        ["get_user_profile", "search_employee", "get_salary", "summarize"],
+        ["get_user_profile", "search_employee", "get_salary_band", "summarize"],
+    ]
+    headcount = records[3]
+    assert calls_of(headcount)[2] == {"name": "count_people", "arguments": {"members": "memory_members"}}
+    assert headcount["answer"] == "headcount: count=27"
+    # system = the prompt before the first call (no variables yet); later prompts show the stored list.
+    assert headcount["system"] == headcount["systems"][0]
+    assert "<variables>\n</variables>" in headcount["system"]
+    assert "memory_members: [\"Sales Employee 01\"" in headcount["systems"][3]
+    conversations = load_dataset(tmp_path)
+    assert [len(c.calls) for c in conversations] == [4] * 5
+
+
+@pytest.mark.parametrize("with_routine", [True, False])
+async def test_prompts_are_exactly_what_the_executor_builds(
+    toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path, with_routine: bool, replay_run: Callable[..., Any]
+) -> None:
+    """Replay every record through the executor in model mode with the record's tool order: the messages the
+    model gets before call k are the record's, byte for byte (systems[k], history, query)."""
+    records = await bound_records(toy_dir, toy_servers, tmp_path, with_routine=with_routine)
+    conversations = load_dataset(tmp_path)
+    scenario = Scenario.load(toy_dir)
+    routines = scenario.routine_map()
+    queries = {q["id"]: q for q in scenario.queries("train")}
+    async with ToolHub(toy_servers) as hub:
+        for record, conv in zip(records, conversations):
+            q = queries[record["id"]]
+            requests = await replay_run(hub, routines[q["routine_id"]], q, record, conv, with_routine=with_routine)
+            assert len(requests) == len(conv.calls)
+            for k, request in enumerate(requests):
+                assert request == conv.messages(k)
+                assert request[0].content == record["systems"][k]
+            assert ("<routines>" in record["system"]) is with_routine
+
+
+async def test_model_teacher_gives_the_same_records(
+    toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path, replay: Callable[..., Any]
+) -> None:
+    records = await bound_records(toy_dir, toy_servers, tmp_path / "bound")
+    teacher = replay(records)
+    report = await distill(toy_dir, teacher=teacher, out_dir=tmp_path / "model", data_dir=tmp_path, servers=toy_servers)
+    assert report.teacher == "scripted" and report.dropped == []
+    assert read_jsonl(report.out_path) == records
+    # the teacher saw exactly the records' prompts (the Routine in them, the record's tool order)
+    assert [r[0].content for r in teacher.requests] == [s for r in records for s in r["systems"]]
+
+
+async def test_failing_teacher_yields_fewer_records_and_names_them(
+    toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path, replay: Callable[..., Any]
+) -> None:
+    records = await bound_records(toy_dir, toy_servers, tmp_path / "bound")
+    teacher = replay(records, fail=["q-02"], stumble=["q-04"])
+    report = await distill(toy_dir, teacher=teacher, out_dir=tmp_path / "model", data_dir=tmp_path, servers=toy_servers)
+    assert (report.queries, report.records) == (5, 3)
+    reasons = {d["id"]: d["reason"] for d in report.dropped}
+    assert set(reasons) == {"q-02", "q-04"}
+    assert "no acceptable call" in reasons["q-02"]
+    assert reasons["q-04"].startswith("failed attempt at step") and "get_weather" in reasons["q-04"]
+    assert [r["id"] for r in read_jsonl(report.out_path)] == ["q-01", "q-03", "q-05"]
+    saved = json.loads(report.report_path.read_text())
+    assert saved["dropped"] == report.dropped
+
+
+async def test_bound_run_that_fails_is_dropped_with_the_tool_error(
+    toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path
+) -> None:
+    queries = Scenario.load(toy_dir).queries("train")[:2] + [
+        {"id": "q-x", "query": "What does Nobody earn?", "routine_id": "toy.salary", "user_id": "u-hr",
+         "inputs": {"employee_name": "Nobody"}},
+        {"id": "q-y", "query": "Book a flight", "routine_id": "toy.travel", "user_id": "u-hr", "inputs": {}},
+    ]
+    report = await distill(toy_dir, out_dir=tmp_path, data_dir=tmp_path, servers=toy_servers, queries=queries)
+    assert report.records == 2
+    reasons = {d["id"]: d["reason"] for d in report.dropped}
+    assert "no employee matches 'Nobody'" in reasons["q-x"]
+    assert reasons["q-y"] == "no Routine 'toy.travel' in the scenario"
+
+
+async def test_a_trajectory_that_differs_from_gold_is_dropped(toy_copy: Path, toy_servers: dict[str, Any], tmp_path: Path) -> None:
+    gold_path = toy_copy / "data" / "gold_train.jsonl"
+    gold = read_jsonl(gold_path)
+    gold[0]["calls"][1]["arguments"]["name"] = "Ada"  # the gold searched differently
+    gold[1]["answer"] = "something else"
+    gold[2]["calls"][3]["arguments"]["topic"] = "pay"  # free text: a different wording is fine
+    gold_path.write_text("".join(json.dumps(g) + "\n" for g in gold))
+    report = await distill(toy_copy, out_dir=tmp_path, data_dir=tmp_path, servers=toy_servers)
+    reasons = {d["id"]: d["reason"] for d in report.dropped}
+    assert reasons == {
+        "q-01": 'differs from gold: call 2 (search_employee): name="Ada Lovelace" but gold has "Ada"',
+        "q-02": 'differs from gold: answer "salary: band=B3, employee_id=E-02, name=Alan Turing" differs from gold '
+                '"something else"',
+    }
+    unchecked = await distill(toy_copy, out_dir=tmp_path / "all", data_dir=tmp_path, servers=toy_servers,
+                              options=DistillOptions(check_gold=False))
+    assert (unchecked.records, unchecked.gold_checked) == (5, 0)
+
+
+async def test_tool_order_is_seeded_per_record(toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path) -> None:
+    def orders(records: list[dict[str, Any]]) -> list[list[str]]:
+        return [[t["name"] for t in json.loads(r["tools"])] for r in records]
+
+    first = await bound_records(toy_dir, toy_servers, tmp_path / "a")
+    again = await bound_records(toy_dir, toy_servers, tmp_path / "b")
+    other = await bound_records(toy_dir, toy_servers, tmp_path / "c", seed=7)
+    plain = await bound_records(toy_dir, toy_servers, tmp_path / "d", shuffle_tools=False)
+    assert first == again
+    assert len({tuple(o) for o in orders(first)}) == 5  # nine tools: five different orders
+    assert orders(other) != orders(first)
+    assert all(sorted(o) == sorted(orders(plain)[0]) for o in orders(first))
+    assert orders(plain) == [orders(plain)[0]] * 5 and orders(plain)[0][0] == "get_user_profile"
+    for record in first:  # the tools column and the prompt list the tools in the same order
+        lines = record["system"].split("<tools>\n")[1].split("\n</tools>")[0].split("\n")
+        assert [json.loads(line)["name"] for line in lines] == [t["name"] for t in json.loads(record["tools"])]
+
+
+async def test_internalised_records_and_routine_tools_only(toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path) -> None:
+    records = await bound_records(toy_dir, toy_servers, tmp_path / "a", with_routine=False, tools_in_prompt="routine")
+    assert all("<routines>" not in s and "Rules:\n- Work out which tools" in s for r in records for s in r["systems"])
+    assert all(r["routine_in_prompt"] is False for r in records)
+    assert [t["name"] for t in json.loads(records[3]["tools"])] == [
+        "get_user_profile", "list_department", "count_people", "summarize"]
+    assert (tmp_path / "a" / "toy_train_noroutine.jsonl").exists()
+
+
+async def test_augmentation_adds_reworded_records(toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path) -> None:
+    report = await distill(toy_dir, out_dir=tmp_path, data_dir=tmp_path, servers=toy_servers,
+                           options=DistillOptions(augment=3))
+    records = read_jsonl(report.out_path)
+    assert report.augmented == 4 and report.records == 9 and report.without_phrasings == ["q-02"]
+    extra = {r["id"]: r for r in records if "~" in r["id"]}
+    assert extra["q-01~a1"]["conversations"][0]["value"] == "Tell me the pay of Ada Lovelace."
+    assert extra["q-01~a1"]["query_id"] == "q-01"
+    original = next(r for r in records if r["id"] == "q-01")
+    assert calls_of(extra["q-01~a1"]) == calls_of(original)
+
+
+async def test_flattened_variants(toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path) -> None:
+    records = await bound_records(toy_dir, toy_servers, tmp_path, flatten=True)
+    assert [r["routine_id"] for r in records] == [
+        "toy.salary/3-1", "toy.salary/3-2", "toy.salary/3-1", "toy.headcount", "toy.headcount"]
+    block = records[0]["system"].split("<routines>\n")[1].split("\n</routines>")[0]
+    assert block.split("\n")[2:] == [
+        "Step 3. Full salary: If the user is in HR, get the salary, use the get_salary tool;",
+        "Step 4. Answer: Summarise for the user, use the summarize tool, and end the workflow;",
+    ]
+
+
+async def test_an_unreachable_teacher_drops_the_query_and_stops_when_it_never_answers(
+    toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path, replay: Callable[..., Any]
+) -> None:
+    records = await bound_records(toy_dir, toy_servers, tmp_path / "bound")
+    good = replay(records)
+
+    def flaky(messages: Any) -> str:
+        if messages[1].content == records[1]["conversations"][0]["value"]:
+            raise ConnectionError("model endpoint answered 503: overloaded")
+        return good.replies[0](messages)
+
+    report = await distill(toy_dir, teacher=ScriptedBackend([flaky] * 100), out_dir=tmp_path / "a", data_dir=tmp_path,
+                           servers=toy_servers)
+    assert report.records == 4
+    assert [d["id"] for d in report.dropped] == ["q-02"]
+    assert report.dropped[0]["reason"].startswith("teacher error: ")
+    assert report.dropped[0]["reason"].endswith("model endpoint answered 503: overloaded")
+
+    def down(messages: Any) -> str:
+        raise ConnectionError("model endpoint unreachable (http://127.0.0.1:9/v1)")
+
+    with pytest.raises(ConnectionError, match="the teacher failed on 5 queries in a row"):
+        await distill(toy_dir, teacher=ScriptedBackend([down] * 100), out_dir=tmp_path / "b", data_dir=tmp_path,
+                      servers=toy_servers)

@@ -1,0 +1,48 @@
+"""``routine distill`` through the real entry point, with the scenario's server started over stdio."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.cli import main
+from trainer.sharegpt import load_dataset
+
+
+def routine(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["routine", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def test_distill_over_stdio(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], toy_dir: Path,
+                            tmp_path: Path) -> None:
+    monkeypatch.setenv("ROUTINE_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "out"
+    code, stdout, stderr = routine(monkeypatch, capfd, "distill", "--scenario", str(toy_dir), "--split", "train",
+                                   "--teacher", "bound", "--out", str(out), "--limit", "4", "--no-routine")
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith("4 records from 4 queries (16 calls, teacher bound, ")
+    assert lines[1:] == [f"dataset: {out / 'toy_train_noroutine.jsonl'}",
+                         f"dataset_info: {out / 'dataset_info.json'} (dataset 'toy_train_noroutine')"]
+    assert "[1/4] q-01: kept" in stderr and "[4/4] q-04: kept" in stderr
+    conversations = load_dataset(out)
+    assert len(conversations) == 4 and all("<routines>" not in c.system for c in conversations)
+
+
+def test_bad_teacher_is_one_error_line(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+                                       toy_dir: Path, tmp_path: Path) -> None:
+    code, _, stderr = routine(monkeypatch, capfd, "distill", "--scenario", str(toy_dir), "--out", str(tmp_path),
+                              "--teacher", "oracle")
+    assert code == 2 and "--teacher must be one of bound, local, openai" in stderr
+    code, _, stderr = routine(monkeypatch, capfd, "distill", "--scenario", str(tmp_path / "nowhere"), "--out",
+                              str(tmp_path))
+    assert code == 2 and stderr.startswith("error: no scenario")
