@@ -3,23 +3,28 @@ planning prompt. Everything it does is in ``RoutineService``; this module is the
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastmcp import Context, FastMCP
-from fastmcp.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from fastmcp.exceptions import PromptError, ToolError
+from mcp.types import InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from memory.runlog import StepRecord
+from routines.backends.base import Backend
 from routines.backends.sampling import SamplingUnavailable
-from routines.errors import CallerError, DownstreamError
+from routines.errors import CallerError, DownstreamError, RunFailed
 from routines.planner import planning_prompt
 from routines.render import render_routine
-from server.sampling import sampling_backend
-from server.service import RoutineService
+from server.input_required import InputRequiredBridge, Reporter
+from server.sampling import with_client_model
+from server.service import RoutineService, tool_specs
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,8 @@ class RunOut(BaseModel):
     retrieval_score: float | None
     steps: list[StepOut]
     retries: int = Field(description="Calls the engine refused and the model made again.")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="The Routine inputs the run used "
+                                   "(given by the caller or read from the query by the model).")
 
 
 class PlanOut(BaseModel):
@@ -125,8 +132,16 @@ def _fail(exc: BaseException) -> ToolError:
 # ---- the app -------------------------------------------------------------------------------------------
 def create_app(service: RoutineService | None = None, *, settings: Settings | None = None, auth: Any = None) -> FastMCP:
     svc = service or RoutineService(settings)
+    bridge = InputRequiredBridge(timeout=svc.settings.sampling_timeout)
 
-    mcp = FastMCP("routine-mcp", instructions=INSTRUCTIONS, auth=auth)
+    @asynccontextmanager
+    async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
+        try:
+            yield {}
+        finally:
+            await bridge.aclose()  # runs still waiting for a client's model end with the server
+
+    mcp = FastMCP("routine-mcp", instructions=INSTRUCTIONS, auth=auth, lifespan=lifespan)
     read_only = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 
     @mcp.custom_route("/health", methods=["GET"])
@@ -145,36 +160,43 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
                                               "for this user).")] = None,
         mode: Annotated[Literal["model", "hybrid", "bound"] | None, Field(description="model: the executor "
                         "model makes every call; hybrid: bound steps run without it; bound: no model.")] = None,
-    ) -> RunOut:
+    ) -> RunOut | InputRequiredResult:
         """Answer a request by carrying out a Routine step by step against the company's tools.
         Returns the answer and the trajectory (every call and what it returned)."""
-        done = 0
+        run_mode = mode or svc.settings.executor_mode
 
-        async def progress(rec: StepRecord) -> None:
-            nonlocal done
-            if rec.ok:
-                done += 1
-                await ctx.report_progress(done, None, f"step {rec.step}: {rec.tool}")
-            else:
-                await ctx.report_progress(done, None, f"step {rec.step or '?'} retried: {rec.error}")
+        async def work(model: Backend | None, report: Reporter) -> RunOut:
+            done = 0
 
-        try:
+            async def progress(rec: StepRecord) -> None:
+                nonlocal done
+                if rec.ok:
+                    done += 1
+                    await report(done, None, f"step {rec.step}: {rec.tool}")
+                else:  # between this step and the next: progress must keep increasing
+                    share = (rec.attempt + 1) / (svc.settings.max_retries + 2)
+                    await report(done + share, None, f"step {rec.step or '?'} retried: {rec.error}")
+
             result, routine, found = await svc.run(
                 query, routine_id=routine_id, inputs=inputs, user_id=user_id, mode=mode, on_step=progress,
-                sampling=sampling_backend(ctx) if svc.settings.executor_backend == "sampling" else None,
+                sampling=model,
             )
-        except (CallerError, KeyError, DownstreamError, SamplingUnavailable, ValueError) as exc:
+            if not result.ok:
+                done_steps = ", ".join(f"{c.step} {c.tool}" for c in result.calls) or "none"
+                raise ToolError(f"run {result.run_id} of {routine.id} failed: {result.error} (steps done: {done_steps})")
+            return RunOut(
+                run_id=result.run_id, status=result.status, answer=result.answer, routine_id=routine.id,
+                routine_version=routine.version, retrieval_score=found.score if found else None,
+                steps=[StepOut(step=c.step, tool=c.tool, arguments=c.arguments, observation=c.observation,
+                               source=c.source) for c in result.calls],
+                retries=sum(1 for a in result.attempts if not a.ok), inputs=result.inputs,
+            )
+
+        needed = svc.uses_client_model("executor") and run_mode != "bound"
+        try:
+            return await with_client_model(ctx, bridge, "run_routine", work, needed=needed)
+        except (CallerError, KeyError, DownstreamError, SamplingUnavailable, ValueError, RunFailed) as exc:
             raise _fail(exc) from None
-        if not result.ok:
-            done_steps = ", ".join(f"{c.step} {c.tool}" for c in result.calls) or "none"
-            raise ToolError(f"run {result.run_id} of {routine.id} failed: {result.error} (steps done: {done_steps})")
-        return RunOut(
-            run_id=result.run_id, status=result.status, answer=result.answer, routine_id=routine.id,
-            routine_version=routine.version, retrieval_score=found.score if found else None,
-            steps=[StepOut(step=c.step, tool=c.tool, arguments=c.arguments, observation=c.observation, source=c.source)
-                   for c in result.calls],
-            retries=sum(1 for a in result.attempts if not a.ok),
-        )
 
     @mcp.tool(annotations=read_only)
     async def retrieve_routine(
@@ -201,29 +223,34 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
                          "tools/list entries); omit to use the downstream servers' tools.")] = None,
         save: Annotated[bool, Field(description="Store the Routine when it is valid.")] = False,
         bind: Annotated[bool, Field(description="Also bind arguments so steps can run without the model.")] = False,
-    ) -> PlanOut:
+    ) -> PlanOut | InputRequiredResult:
         """Turn a rough draft into a structured, validated Routine with one tool per step."""
-        try:
-            sampling = sampling_backend(ctx) if svc.settings.planner_backend == "sampling" else None
-            result = await svc.plan(draft, tools, bind=bind, sampling=sampling)
+
+        async def work(model: Backend | None, report: Reporter) -> PlanOut:
+            result = await svc.plan(draft, tools, bind=bind, sampling=model)
             saved = None
             if save and result.ok and result.routine is not None:
-                saved = routine_out(svc.store.save(result.routine, tools=tools or await svc.tools()))
-        except (CallerError, KeyError, DownstreamError, SamplingUnavailable, ValueError, ConnectionError) as exc:
+                saved = routine_out(await svc.save(result.routine, tools=tools))
+            return PlanOut(
+                ok=result.ok, routine=result.routine.model_dump(exclude_none=True) if result.routine else None,
+                text=result.text, findings=[Finding(**f.__dict__) for f in result.report.findings],
+                attempts=len(result.attempts), saved=saved,
+            )
+
+        try:
+            return await with_client_model(ctx, bridge, "plan_routine", work, needed=svc.uses_client_model("planner"))
+        except (CallerError, KeyError, DownstreamError, SamplingUnavailable, ValueError, ConnectionError,
+                RunFailed) as exc:
             raise _fail(exc) from None
-        return PlanOut(
-            ok=result.ok, routine=result.routine.model_dump(exclude_none=True) if result.routine else None,
-            text=result.text, findings=[Finding(**f.__dict__) for f in result.report.findings],
-            attempts=len(result.attempts), saved=saved,
-        )
 
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
     async def distill_dataset(
         ctx: Context,
         scenario: Annotated[str, Field(description="A built-in scenario name (hr) or a scenario directory.")] = "hr",
         split: Annotated[Literal["train", "test"], Field(description="Which query set.")] = "train",
-        teacher: Annotated[str, Field(description="'bound' (the Routines' bindings, no model), 'executor' "
-                                      "(the configured executor backend) or 'openai'.")] = "bound",
+        teacher: Annotated[Literal["bound", "executor", "openai"], Field(description="'bound' (the Routines' "
+                           "bindings, no model), 'executor' (the configured executor backend) or 'openai' (the "
+                           "planner's large model at the OpenAI-compatible endpoint).")] = "bound",
         with_routine: Annotated[bool, Field(description="Put the Routine in the system prompt (false: "
                                             "the 'internalised' variant).")] = True,
         limit: Annotated[int | None, Field(description="Only the first N queries.", ge=1)] = None,
@@ -253,7 +280,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
             raise _fail(exc) from None
 
     @mcp.tool(annotations=read_only)
-    def get_routine(
+    async def get_routine(
         routine_id: Annotated[str, Field(description="The Routine's id.")],
         version: Annotated[int | None, Field(description="A version; omit for the latest.")] = None,
     ) -> RoutineOut:
@@ -264,13 +291,13 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
             raise _fail(exc) from None
 
     @mcp.tool(annotations=read_only)
-    def list_routines() -> list[RoutineInfoOut]:
+    async def list_routines() -> list[RoutineInfoOut]:
         """All stored Routines (latest versions)."""
         return [RoutineInfoOut(id=i.id, name=i.name, version=i.version, description=i.description)
                 for i in svc.store.list()]
 
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True))
-    def delete_routine(routine_id: Annotated[str, Field(description="The Routine's id.")]) -> dict[str, Any]:
+    async def delete_routine(routine_id: Annotated[str, Field(description="The Routine's id.")]) -> dict[str, Any]:
         """Delete a Routine and all its versions."""
         try:
             removed = svc.store.delete(routine_id)
@@ -279,24 +306,33 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
         return {"deleted": routine_id, "versions": removed}
 
     @mcp.resource("routine://{routine_id}", mime_type="application/json")
-    def routine_resource(routine_id: str) -> dict[str, Any]:
+    async def routine_resource(routine_id: str) -> dict[str, Any]:
         """A stored Routine as JSON."""
         return svc.store.get(routine_id).model_dump(exclude_none=True)
 
     @mcp.resource("routine://{routine_id}/text", mime_type="text/plain")
-    def routine_text_resource(routine_id: str) -> str:
+    async def routine_text_resource(routine_id: str) -> str:
         """A stored Routine in the natural-language form the executor reads."""
         return render_routine(svc.store.get(routine_id))
 
     @mcp.prompt(name="plan_routine")
-    def plan_prompt(
-        draft: Annotated[str, Field(description="The expert's rough procedure.")],
-        tools: Annotated[str, Field(description="Tool schemas as a JSON list.")] = "[]",
+    async def plan_prompt(
+        draft: Annotated[str, Field(description="The expert's rough procedure.", min_length=1)],
+        tools: Annotated[str | None, Field(description="Tool schemas as a JSON list (MCP tools/list entries); "
+                                           "omit to use the downstream servers' tools.")] = None,
     ) -> str:
         """The prompt that turns a rough draft into a structured Routine (paper appendix A.1)."""
-        import json
-
-        return planning_prompt(draft, json.loads(tools or "[]"))
+        try:
+            given = json.loads(tools) if tools and tools.strip() else None
+            if given is not None and not isinstance(given, list):
+                raise CallerError("tools must be a JSON list of tool schemas")
+            specs = tool_specs(given) if given else await svc.tools()
+            return planning_prompt(draft, specs)
+        except json.JSONDecodeError as exc:
+            raise PromptError(f"tools is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        except (CallerError, DownstreamError, ValueError) as exc:
+            raise PromptError(str(exc)) from None
 
     mcp.service = svc  # type: ignore[attr-defined]
+    mcp.bridge = bridge  # type: ignore[attr-defined]
     return mcp

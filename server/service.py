@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from memory.retrieval import RetrievalResult, Retriever
 from memory.runlog import RunLog
@@ -27,6 +27,20 @@ from server.settings import Settings
 log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
+
+
+def tool_specs(tools: list[Any]) -> list[ToolSpec]:
+    """Caller-given tool schemas (MCP ``tools/list`` entries or ``{name, parameters}``) as ToolSpecs."""
+    specs = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) or not tool["name"]:
+            raise CallerError(f"tools[{i}] is not a tool: give objects with a 'name' and an 'inputSchema' "
+                              "(as MCP tools/list returns them)")
+        schema = tool.get("inputSchema", tool.get("parameters", {}))
+        if not isinstance(schema, dict):
+            raise CallerError(f"tools[{i}] ({tool['name']}): the input schema must be a JSON-schema object")
+        specs.append(ToolSpec.from_mcp(tool))
+    return specs
 
 
 class RoutineService:
@@ -96,6 +110,12 @@ class RoutineService:
                 self._executor_backend = None
         return self._executor_backend
 
+    def uses_client_model(self, part: Literal["executor", "planner"]) -> bool:
+        """True when ``part`` is configured as the MCP client's own model (``sampling``)."""
+        if part == "executor":
+            return self.settings.executor_backend == "sampling"
+        return self._planner_backend is None and self.settings.planner_backend == "sampling"
+
     def planner_backend(self, sampling: Backend | None = None) -> Backend:
         if self._planner_backend is not None:
             return self._planner_backend
@@ -116,11 +136,40 @@ class RoutineService:
         assert self._planner_backend is not None
         return self._planner_backend
 
+    def teacher_backend(self, teacher: str) -> Backend | None:
+        """The distillation teacher: ``bound`` (no model), ``executor`` (the executor backend) or ``openai``
+        (the planner's large model behind the OpenAI-compatible endpoint)."""
+        if teacher == "bound":
+            return None
+        if teacher == "executor":
+            if self.settings.executor_backend == "sampling":
+                raise CallerError("teacher 'executor' cannot use the client's model (sampling) for a whole dataset; "
+                                  "use teacher 'openai' or 'bound', or configure a local or openai executor")
+            backend = self.executor_backend()
+            if backend is None:
+                raise CallerError("teacher 'executor' needs an executor model, and ROUTINE_EXECUTOR_BACKEND is 'none'; "
+                                  "use teacher 'bound' or configure a backend")
+            return backend
+        if teacher == "openai":
+            s = self.settings
+            model = s.planner_model or s.model
+            if not model:
+                raise CallerError("teacher 'openai' needs a model: set ROUTINE_PLANNER_MODEL (or ROUTINE_MODEL) and "
+                                  "ROUTINE_PLANNER_ENDPOINT (or ROUTINE_ENDPOINT)")
+            return create_backend("openai", model=model, base_url=s.planner_endpoint or s.endpoint, api_key=s.api_key)
+        raise CallerError(f"unknown teacher {teacher!r}; use 'bound', 'executor' or 'openai'")
+
     # ---- operations -------------------------------------------------------------------------------
-    async def save(self, data: Routine | dict[str, Any], *, check_tools: bool = True) -> Routine:
-        """Validate (against the downstream tools when servers are configured) and store a new version."""
-        tools = await self.tools() if check_tools and (self._hub or self.settings.servers_file) else []
-        return self.store.save(data, tools=tools)
+    async def save(
+        self, data: Routine | dict[str, Any], *, tools: list[dict[str, Any]] | None = None, check_tools: bool = True
+    ) -> Routine:
+        """Validate and store a new version: against ``tools`` when given, else against the downstream tools
+        when servers are configured."""
+        if tools:
+            specs: list[ToolSpec] = tool_specs(tools)
+        else:
+            specs = await self.tools() if check_tools and (self._hub or self.settings.servers_file) else []
+        return self.store.save(data, tools=specs)
 
     def retrieve(self, query: str, k: int = 1) -> RetrievalResult:
         return self.retriever().retrieve(query, k=k)
@@ -128,6 +177,8 @@ class RoutineService:
     def resolve_routine(self, query: str, routine_id: str | None) -> tuple[Routine, RetrievalResult | None]:
         if routine_id:
             name, _, version = routine_id.partition("@")
+            if version and not version.isdigit():
+                raise CallerError(f"routine_id {routine_id!r}: after '@' comes a version number, e.g. {name}@2")
             return self.store.get(name, int(version) if version else None), None
         found = self.retrieve(query)
         if found.routine is None:
@@ -162,7 +213,7 @@ class RoutineService:
 
     async def plan(self, draft: str, tools: list[dict[str, Any]] | None, *, bind: bool = False,
                    sampling: Backend | None = None) -> PlanResult:
-        specs = [ToolSpec.from_mcp(t) for t in tools] if tools else await self.tools()
+        specs = tool_specs(tools) if tools else await self.tools()
         planner = Planner(self.planner_backend(sampling), bind=bind)
         return await planner.plan(draft, specs)
 
@@ -170,16 +221,10 @@ class RoutineService:
                       out_dir: str | None, on_progress: Callable[..., Any] | None = None) -> Any:
         from trainer.distill import DistillOptions, distill
 
-        teacher_backend = None if teacher == "bound" else self.executor_backend() if teacher == "executor" else \
-            create_backend(teacher)
-        out = Path(out_dir).expanduser() if out_dir else self.settings.home / "datasets" / f"{scenario}-{split}"
-        queries = None
-        if limit:
-            from routines.scenario import Scenario
-
-            queries = Scenario.load(scenario).queries(split)[:limit]
+        teacher_backend = self.teacher_backend(teacher)
+        out = Path(out_dir).expanduser() if out_dir else self.settings.home / "datasets" / f"{Path(scenario).name}-{split}"
         return await distill(
             scenario, split=split, teacher=teacher_backend, out_dir=out,
-            options=DistillOptions(with_routine=with_routine), data_dir=self.settings.home,
-            on_progress=on_progress, queries=queries,
+            options=DistillOptions(with_routine=with_routine, limit=limit, memory_threshold=self.settings.memory_threshold),
+            data_dir=self.settings.home, on_progress=on_progress,
         )

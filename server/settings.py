@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     max_steps: int = Field(16, description="Most steps in one run.")
     max_retries: int = Field(2, description="Bad calls fed back to the model per step before a run fails.")
     tool_timeout: float = Field(30.0, description="Seconds a downstream tool call may take.")
+    sampling_timeout: float = Field(
+        300.0, gt=0, description="Seconds a run waits for the MCP client's model (sampling) before it fails; "
+        "on MCP 2026-07-28 connections an abandoned run is dropped after this long."
+    )
     auth_tokens: str | None = Field(None, description="Comma-separated static bearer tokens accepted on HTTP.")
     auth_tokens_file: Path | None = Field(None, description="File with one accepted bearer token per line.")
     jwt_public_key: str | None = Field(None, description="PEM public key to verify JWT bearer tokens on HTTP.")

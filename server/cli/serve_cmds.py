@@ -17,9 +17,6 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEMO_QUESTION_TEMPLATE = None  # the demo takes its question from the HR test set (see _demo_question)
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -93,9 +90,12 @@ async def _demo(home: Path, question: str | None, user_id: str | None, mode: str
         sample = _demo_question(scenario)
         question, user_id = sample["query"], user_id or sample.get("user_id")
     env = {**os.environ, "ROUTINE_DATA_DIR": str(home), "ROUTINE_SERVERS_FILE": str(servers_file),
-           "ROUTINE_EXECUTOR_BACKEND": os.environ.get("ROUTINE_EXECUTOR_BACKEND", "local")}
-    transport = StdioTransport(command=sys.executable, args=["-m", "server", "serve"], env=env)
+           "ROUTINE_EXECUTOR_BACKEND": os.environ.get("ROUTINE_EXECUTOR_BACKEND", "local"),
+           "FASTMCP_LOG_LEVEL": "WARNING", "TQDM_DISABLE": "1"}
+    server_log = home / "server.log"
+    transport = StdioTransport(command=sys.executable, args=["-m", "server", "serve"], env=env, log_file=server_log)
     _echo("2. Starting routine-mcp over stdio with the HR server as its downstream server")
+    _echo(f"   (server logs: {server_log})")
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         _echo(f"     {message}")
@@ -120,8 +120,14 @@ async def _demo(home: Path, question: str | None, user_id: str | None, mode: str
         found = (await client.call_tool("retrieve_routine", {"query": question})).structured_content or {}
         if found.get("abstained"):
             _echo(f"   retrieval abstained: {found.get('explanation')}")
-            raise typer.Exit(1)
-        _echo(f"   retrieved {found['routine']['id']} (score {found['score']:.2f}):")
+            if not found.get("candidates"):
+                raise typer.Exit(1)
+            # What a calling agent does with an abstention: choose among the candidates, here the closest.
+            best = found["candidates"][0]["routine_id"]
+            _echo(f"   choosing the closest candidate, {best}, as a calling agent would")
+            found["routine"] = (await client.call_tool("get_routine", {"routine_id": best})).structured_content
+        else:
+            _echo(f"   retrieved {found['routine']['id']} (score {found['score']:.2f}):")
         for line in found["routine"]["text"].splitlines():
             _echo(f"     {line}")
         _echo(f"\n5. Running it ({mode} mode, embedded SmolLM2-135M executor):")
@@ -133,6 +139,8 @@ async def _demo(home: Path, question: str | None, user_id: str | None, mode: str
             _echo(f"   run failed: {result.content[0].text if result.content else 'unknown error'}")
             raise typer.Exit(1)
         out = result.structured_content or {}
+        if out.get("inputs"):
+            _echo(f"   inputs read from the question by the model: {json.dumps(out['inputs'], ensure_ascii=False)}")
         _echo("\n   Trajectory:")
         for step in out.get("steps", []):
             arguments = json.dumps(step["arguments"], ensure_ascii=False)
@@ -149,11 +157,17 @@ def _as_list(result: Any) -> list[dict[str, Any]]:
 
 
 def _demo_question(scenario: Any) -> dict[str, Any]:
-    """A test question whose Routine needs an input the model must read from the question."""
+    """A test question whose Routine branches and whose inputs the model must read from the question: each
+    input value appears in the question as written (so the embedded model can copy it; a month said as
+    "June" would need a date it cannot know)."""
     queries = scenario.queries("test")
     routines = scenario.routine_map()
+    fitting = []
     for q in queries:
         r = routines.get(q["routine_id"])
-        if r is not None and r.has_branches and q.get("inputs"):
-            return q
-    return queries[0]
+        values = list((q.get("inputs") or {}).values())
+        if r is not None and r.has_branches and values and all(
+            isinstance(v, str) and v.lower() in q["query"].lower() for v in values
+        ):
+            fitting.append(q)
+    return min(fitting, key=lambda q: len(q["inputs"])) if fitting else queries[0]  # fewest values to read

@@ -1,0 +1,170 @@
+"""``routine eval``: the evaluation harness from the command line (paper section 5, design 7).
+
+    routine eval --scenario hr --split test --config main --backend local [--constrain] [--limit 300]
+
+Records (once, cached) the scenario's gold trajectories through its servers, decomposes them into per-step
+samples under each configuration, runs them through the backend with a progress bar and writes a report
+folder: ``runs/*.json`` (every sample's verdict), ``report.md`` (tables in the paper's shape),
+``report.json`` and ``plots/*.png``. Runs accumulate in the folder, so the constrained and free runs of a
+model, or several models, end up side by side in one report.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import typer
+
+from evals.configs import CONFIGS, EvalConfig, RoutineCatalog, build_samples, resolve_configs
+from evals.decompose import DEFAULT_SHUFFLE, SHUFFLES, TrajectorySet, load_trajectories, select_queries
+from evals.report import decoding, e2e_record, save_run, step_record, write_report
+from evals.runner import RunOptions, e2e_samples, run_end_to_end, run_samples, scripted_backend
+from routines.backends import create_backend
+from routines.hub import ToolHub
+from routines.scenario import Scenario
+from server.settings import Settings
+
+BACKENDS = ("local", "openai", "scripted")
+
+
+def _read_replies(path: Path) -> dict[str, str]:
+    """Recorded outputs for the scripted backend: JSONL lines ``{"id": <sample id>, "output": <text>}``."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if not isinstance(row, dict) or "id" not in row or "output" not in row:
+            raise ValueError(f"{path}:{n}: expected {{\"id\": <sample id>, \"output\": <model text>}}")
+        out[str(row["id"])] = str(row["output"])
+    return out
+
+
+def _label(backend: str, model: str | None, adapter: str | None, replies: Path | None) -> str:
+    if backend == "local":
+        base = Path(model).stem if model else "SmolLM2-135M"
+        return f"{base}+{Path(adapter).name}" if adapter else base
+    if backend == "openai":
+        return model or "openai"
+    return f"scripted-{replies.stem}" if replies else "scripted-oracle"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_command(
+        scenario: Annotated[str, typer.Option(help="A built-in scenario name (hr) or a scenario directory.")] = "hr",
+        split: Annotated[str, typer.Option(help="Query split: test or train.")] = "test",
+        config: Annotated[str, typer.Option(
+            help=f"Comma-separated configurations: {', '.join(CONFIGS)}; 'main' (the paper's three) or 'all' "
+                 "(every per-step configuration).")] = "main",
+        backend: Annotated[str | None, typer.Option(help="local, openai or scripted (default: settings).")] = None,
+        model: Annotated[str | None, typer.Option(help="Served model / LoRA name (openai) or local model path.")] = None,
+        base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
+        adapter: Annotated[str | None, typer.Option(help="LoRA adapter directory (local backend).")] = None,
+        replies: Annotated[Path | None, typer.Option(
+            help="Scripted backend: JSONL of {id, output} to judge; default answers every sample correctly.")] = None,
+        constrain: Annotated[bool, typer.Option(help="Constrain decoding to one call of any listed tool.")] = False,
+        limit: Annotated[int | None, typer.Option(
+            help="Evaluate a seeded subset of whole queries holding at least this many steps.")] = None,
+        seed: Annotated[int, typer.Option(help="Seed of the tool order, candidate Routines and the subset.")] = 0,
+        shuffle: Annotated[str, typer.Option(
+            help=f"Seeded tool order: {', '.join(SHUFFLES)} (none: the servers' order).")] = DEFAULT_SHUFFLE,
+        out: Annotated[Path | None, typer.Option(help="Report folder (default: <data dir>/evals/<scenario>/report).")] = None,
+        data_dir: Annotated[Path | None, typer.Option(help="Data directory (default: ROUTINE_DATA_DIR).")] = None,
+        concurrency: Annotated[int, typer.Option(help="Requests in flight (HTTP backends).")] = 8,
+        chunk: Annotated[int, typer.Option(help="Samples per batch call (local backend).")] = 48,
+        max_batch: Annotated[int, typer.Option(help="Sequences decoded together (local backend).")] = 16,
+        max_tokens: Annotated[int, typer.Option(help="Most tokens per output.")] = RunOptions().max_tokens,
+        label: Annotated[str | None, typer.Option(help="The model's name in the report's tables.")] = None,
+        refresh: Annotated[bool, typer.Option(help="Record the trajectories again even if cached.")] = False,
+        progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    ) -> None:
+        """Evaluate a model on a scenario's per-step samples (and whole queries with e2e); write a report."""
+        settings = Settings()
+        kind = backend or settings.executor_backend
+        if kind not in BACKENDS:
+            raise typer.BadParameter(f"--backend must be one of {', '.join(BACKENDS)}")
+        if shuffle not in SHUFFLES:
+            raise typer.BadParameter(f"--shuffle must be one of {', '.join(SHUFFLES)}")
+        configs = resolve_configs(config)
+        home = (data_dir or settings.data_dir).expanduser()
+        the_scenario = Scenario.load(scenario)
+        out_dir = out or home / "evals" / the_scenario.name / "report"
+        recorded = _read_replies(replies) if replies else None
+        name = label or _label(kind, model or (settings.model if kind == "openai" else settings.local_model),
+                               adapter or settings.local_adapter, replies)
+
+        def command(cfg: EvalConfig) -> str:
+            parts = ["routine", "eval", "--scenario", scenario, "--split", split, "--config", cfg.name, "--backend", kind]
+            for flag, value in (("--model", model), ("--base-url", base_url), ("--adapter", adapter),
+                                ("--replies", replies), ("--limit", limit), ("--out", out)):
+                if value is not None:
+                    parts += [flag, str(value)]
+            parts += ["--seed", str(seed), "--shuffle", shuffle] + (["--constrain"] if constrain else [])
+            return shlex.join(parts)
+
+        def make_backend() -> Any:
+            if kind == "local":
+                return create_backend("local", model=model or settings.local_model,
+                                      adapter=adapter or settings.local_adapter, max_batch=max_batch)
+            if kind == "openai":
+                return create_backend("openai", model=model or settings.model, base_url=base_url or settings.endpoint,
+                                      api_key=settings.api_key)
+            return None
+
+        async def go() -> None:
+            tset: TrajectorySet = await load_trajectories(
+                the_scenario, split, home, refresh=refresh, memory_threshold=settings.memory_threshold
+            )
+            if tset.problems:
+                typer.echo(f"warning: {len(tset.problems)} gold queries did not reproduce and are left out "
+                           f"(first: {tset.problems[0]})", err=True)
+            chosen = select_queries(tset.trajectories, limit, seed)
+            steps = sum(len(t.calls) for t in chosen)
+            subset = "all" if limit is None else f"seeded subset (seed {seed}) of >= {limit} steps"
+            typer.echo(f"{the_scenario.name}/{split}: {len(chosen)} of {len(tset.trajectories)} queries, {steps} steps "
+                       f"({subset}); model {name}, {decoding(constrain)} decoding", err=True)
+            catalog = RoutineCatalog.from_scenario(the_scenario)
+            model_backend = make_backend()
+            meta_base = {"scenario": the_scenario.name, "split": split, "seed": seed, "shuffle": shuffle,
+                         "subset": subset, "left_out": len(tset.problems)}
+            options = RunOptions(constrain=constrain, max_tokens=max_tokens, concurrency=concurrency, chunk=chunk,
+                                 progress=progress)
+            try:
+                for cfg in configs:
+                    meta = {**meta_base, "command": command(cfg)}
+                    started = time.perf_counter()
+                    if cfg.end_to_end:
+                        async with ToolHub.from_config(the_scenario.servers(home)) as hub:
+                            run_backend = model_backend or scripted_backend(
+                                e2e_samples(chosen, catalog, await hub.list_tools()), recorded or None,
+                                repeat=settings.max_retries + 1)
+                            tasks = await run_end_to_end(
+                                chosen, catalog, hub, run_backend, config=cfg, constrain=constrain,
+                                concurrency=concurrency, max_retries=settings.max_retries,
+                                memory_threshold=settings.memory_threshold, max_tokens=max_tokens, progress=progress)
+                        record = e2e_record(cfg, tasks, model=name, constrained=constrain,
+                                            seconds=time.perf_counter() - started, meta=meta)
+                        summary = f"success {100 * (record['rates']['success'] or 0):.1f}%"
+                    else:
+                        samples = build_samples(cfg, chosen, tset.tools, catalog, seed=seed, shuffle=shuffle)  # type: ignore[arg-type]
+                        run_backend = model_backend or scripted_backend(samples, recorded or None)
+                        results = await run_samples(samples, run_backend, options, desc=cfg.name)
+                        record = step_record(cfg, results, model=name, constrained=constrain,
+                                             seconds=time.perf_counter() - started, meta=meta)
+                        s = record["scores"]
+                        summary = "  ".join(f"{k} {100 * (s[k] or 0):.1f}%" for k in ("structural", "tool", "parameters", "overall"))
+                    save_run(out_dir, record)
+                    write_report(out_dir)
+                    typer.echo(f"{cfg.name:15} {summary}  ({record['seconds']:.0f} s)")
+            finally:
+                if model_backend is not None:
+                    await model_backend.aclose()
+
+        anyio.run(go)
+        typer.echo(f"report: {out_dir / 'report.md'}")
