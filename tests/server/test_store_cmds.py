@@ -1,0 +1,111 @@
+"""``routine routines ...``, ``routine retrieve`` and ``routine plan`` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "routines" / "examples"
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ROUTINE_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def routine(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run ``routine ARGS``; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["routine", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_add_list_show_rm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], data_dir: Path) -> None:
+    salary = str(EXAMPLES / "salary.json")
+    assert routine(monkeypatch, capsys, "routines", "add", salary, "--tools", str(EXAMPLES / "tools.json"))[1] == \
+        "saved example.salary version 1\n"
+    assert routine(monkeypatch, capsys, "routines", "add", salary)[1] == "unchanged example.salary version 1\n"
+    assert (data_dir / "routines.sqlite").exists()
+    code, out, _ = routine(monkeypatch, capsys, "routines", "list")
+    assert code == 0 and out == "example.salary\tv1\t6 steps\tSalary enquiry\n"
+    code, out, _ = routine(monkeypatch, capsys, "routines", "show", "example.salary", "--text")
+    assert out.startswith("Step 1. Get requester:") and "and end the workflow;" in out
+    code, out, _ = routine(monkeypatch, capsys, "routines", "show", "example.salary")
+    assert json.loads(out)["version"] == 1
+    assert routine(monkeypatch, capsys, "routines", "rm", "example.salary")[1] == "deleted example.salary (1 version)\n"
+    code, _, err = routine(monkeypatch, capsys, "routines", "show", "example.salary")
+    assert code == 2 and err == "error: no Routine 'example.salary'; the store is empty\n"
+
+
+def test_invalid_routine_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = json.loads((EXAMPLES / "salary.json").read_text())
+    bad["steps"][1]["tool"] = "lookup_employee"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    code, out, err = routine(monkeypatch, capsys, "routines", "add", str(path), "--tools", str(EXAMPLES / "tools.json"))
+    assert code == 2 and out == ""
+    assert "was not saved" in err and "did you mean search_employee" in err and "Traceback" not in err
+
+
+def test_export_then_import(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    routine(monkeypatch, capsys, "routines", "add", str(EXAMPLES / "salary.json"))
+    assert routine(monkeypatch, capsys, "routines", "export", str(tmp_path / "out"))[0] == 0
+    assert (tmp_path / "out" / "example.salary.json").exists()
+    routine(monkeypatch, capsys, "routines", "rm", "example.salary")
+    code, out, _ = routine(monkeypatch, capsys, "routines", "import", str(tmp_path / "out"))
+    assert code == 0 and out == "imported 1 Routine(s): example.salary v1\n"
+
+
+def test_plan_with_scripted_backend_and_save(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    answer = json.loads((EXAMPLES / "salary.json").read_text())
+    for key in ("id", "inputs"):
+        answer.pop(key)
+    wrong = json.loads(json.dumps(answer))
+    wrong["steps"][1]["tool"] = "lookup_employee"
+    draft = tmp_path / "draft.txt"
+    draft.write_text("Salary enquiry: who asks, find the employee, salary for HR else the band, summarise.")
+    replies = json.dumps([json.dumps(wrong), json.dumps(answer)])
+    code, out, err = routine(monkeypatch, capsys, "plan", "--draft", str(draft), "--tools", str(EXAMPLES / "tools.json"),
+                             "--backend", "scripted", "--option", f"replies={replies}", "--bind", "--id", "hr.salary",
+                             "--save")
+    assert code == 0, err
+    assert out.startswith("Step 1. Get requester:")
+    assert "2 attempt(s)" in err and "saved hr.salary version 1" in err
+    assert routine(monkeypatch, capsys, "routines", "list")[1].startswith("hr.salary\tv1")
+
+
+def test_plan_that_never_validates_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    draft = tmp_path / "draft.txt"
+    draft.write_text("anything")
+    replies = json.dumps(["no JSON"])
+    code, out, err = routine(monkeypatch, capsys, "plan", "--draft", str(draft), "--tools", str(EXAMPLES / "tools.json"),
+                             "--backend", "scripted", "--option", f"replies={replies}", "--max-repairs", "0", "--save")
+    assert code == 1 and out == "no JSON\n" and "[unreadable]" in err
+    assert routine(monkeypatch, capsys, "routines", "list")[1] == ""
+
+
+@pytest.mark.model
+def test_retrieve_with_the_bundled_model(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    routine(monkeypatch, capsys, "routines", "add", str(EXAMPLES / "salary.json"))
+    code, out, _ = routine(monkeypatch, capsys, "retrieve", "What is the salary of employee Ana Lopez?",
+                           "--threshold", "0.05")
+    assert code == 0 and out.split("\t")[1] == "example.salary"
+    code, _, err = routine(monkeypatch, capsys, "retrieve", "What is the salary of Ana?", "--threshold", "0.99")
+    assert code == 1 and "no Routine matches well enough" in err
