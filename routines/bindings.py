@@ -15,6 +15,7 @@ from typing import Any
 
 REF = re.compile(r"\{\{\s*([A-Za-z_]\w*)((?:\.[\w\-]+)*)\s*\}\}")
 ROOTS = ("inputs", "system", "steps")
+_INDEX = re.compile(r"-?[0-9]+")
 
 
 class BindingError(ValueError):
@@ -49,7 +50,8 @@ def parse_ref(root: str, dotted_path: str) -> Ref:
     if root not in ROOTS:
         raise BindingError(f"unknown reference root {root!r} in {{{{{root}{dotted_path}}}}}; use one of {', '.join(ROOTS)}")
     if not path:
-        raise BindingError(f"reference {{{{{root}}}}} needs a name, e.g. {{{{{root}.name}}}}")
+        example = {"steps": "steps.2.employee_id", "system": "system.user_id"}.get(root, f"{root}.name")
+        raise BindingError(f"reference {{{{{root}}}}} needs a name, e.g. {{{{{example}}}}}")
     return Ref(root, path)
 
 
@@ -75,7 +77,7 @@ def lookup(ref: Ref, state: RunState) -> Any:
                 known = ", ".join(map(str, list(base)[:12])) or "nothing"
                 raise BindingError(f"{ref}: {trail} has no {part!r} (it has: {known})")
             base = base[part]
-        elif isinstance(base, list) and part.lstrip("-").isdigit():
+        elif isinstance(base, list) and _INDEX.fullmatch(part):
             index = int(part)
             if not -len(base) <= index < len(base):
                 raise BindingError(f"{ref}: index {index} is out of range for {trail} (length {len(base)})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,28 +43,48 @@ def _strip_fences(text: str) -> str:
     return m.group(1) if m else text
 
 
+def _is_call(value: Any) -> bool:
+    return isinstance(value, dict) and ("name" in value or isinstance(value.get("function"), dict))
+
+
+def _objects(text: str) -> Iterator[tuple[Any, int]]:
+    """Every complete JSON object in ``text`` with the index where it ends, left to right."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start >= 0:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        yield value, end
+        start = text.find("{", end)
+
+
 def _decode_object(blob: str) -> Any:
     blob = _strip_fences(blob).strip()
     try:
         return json.loads(blob)
     except json.JSONDecodeError:
         pass
-    # Text after the object (a second object, prose): decode the first complete value.
-    start = blob.find("{")
-    if start < 0:
+    # Text around the object (prose, a second call): take the first call object, refuse a second one.
+    first = blob.find("{")
+    if first < 0:
         raise CallParseError("malformed", "the tool call is not a JSON object")
     try:
-        value, end = json.JSONDecoder().raw_decode(blob[start:])
+        value, _ = json.JSONDecoder().raw_decode(blob, first)
     except json.JSONDecodeError as exc:
         raise CallParseError("malformed", f"the tool call is not valid JSON: {exc.msg} at char {exc.pos}") from None
-    rest = blob[start + end :].strip()
-    if rest.startswith("{"):
-        raise CallParseError("multiple_calls", "two calls in one turn; make exactly one call per turn")
-    return value
+    calls = [v for v, _ in _objects(blob) if _is_call(v)]
+    if len(calls) > 1:
+        raise CallParseError("multiple_calls", f"{len(calls)} calls in one turn; make exactly one call per turn")
+    return calls[0] if calls else value
 
 
 def _to_call(value: Any) -> ToolCall:
     if isinstance(value, list):
+        if not value:
+            raise CallParseError("malformed", "the tool call is an empty list; give one JSON object with 'name'")
         if len(value) == 1:
             value = value[0]
         else:
@@ -95,7 +116,10 @@ def parse_tool_call(text: str) -> ToolCall:
         raise CallParseError("multiple_calls", f"{len(blocks)} <tool_call> blocks in one turn; make exactly one call")
     if blocks:
         return _to_call(_decode_object(blocks[0]))
-    candidate = _strip_fences(text).strip()
+    fenced = [f for f in _FENCE.findall(text) if '"name"' in f]
+    if len(fenced) > 1:
+        raise CallParseError("multiple_calls", f"{len(fenced)} calls in one turn; make exactly one call per turn")
+    candidate = fenced[0] if fenced else text
     if "{" in candidate and '"name"' in candidate:
         return _to_call(_decode_object(candidate))
     raise CallParseError(

@@ -53,7 +53,13 @@ def _tokens(expr: str) -> list[_Tok]:
             break
         m = _TOKEN.match(expr, pos)
         if not m or m.end() == pos:
-            raise ConditionSyntaxError(f"unexpected character {expr[pos:].strip()[:1]!r} at position {pos} in {expr!r}")
+            at = len(expr) - len(expr[pos:].lstrip())
+            char = expr[at]
+            if char in "'\"":
+                raise ConditionSyntaxError(
+                    f"unterminated string starting at position {at} in {expr!r}; close it with {char}"
+                )
+            raise ConditionSyntaxError(f"unexpected character {char!r} at position {at} in {expr!r}")
         kind = m.lastgroup or ""
         text, start = m.group(kind), m.start(kind)
         if kind == "name" and text in _KEYWORDS:
@@ -76,7 +82,7 @@ class _Parser:
     def take(self) -> _Tok:
         tok = self.peek()
         if tok is None:
-            raise ConditionSyntaxError(f"condition {self.expr!r} ends too early")
+            raise ConditionSyntaxError(f"condition {self.expr!r} ends too early (at position {len(self.expr)})")
         self.i += 1
         return tok
 
@@ -91,7 +97,7 @@ class _Parser:
 
     def parse(self) -> tuple:
         if not self.toks:
-            raise ConditionSyntaxError("empty condition")
+            raise ConditionSyntaxError("empty condition; write e.g. {{steps.1.role}} == 'hr', or leave 'when' out")
         node = self.or_()
         tok = self.peek()
         if tok is not None:
@@ -174,7 +180,7 @@ def _ref(dotted: str, tok: _Tok, expr: str) -> Ref:
     try:
         return parse_ref(root, "." + rest if rest else "")
     except BindingError as exc:
-        raise ConditionSyntaxError(str(exc)) from None
+        raise ConditionSyntaxError(f"{exc} (at position {tok.pos} in {expr!r})") from None
 
 
 def parse_condition(expr: str) -> tuple:

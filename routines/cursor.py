@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from routines.bindings import BindingError, RunState, evaluate_when
 from routines.conditions import ConditionSyntaxError
-from routines.model import Routine, Step
+from routines.model import Label, Routine, Step
 
 
 @dataclass
@@ -22,7 +22,14 @@ class Cursor:
     finished: bool = False
 
     def __post_init__(self) -> None:
-        self._mains = self.routine.main_steps()
+        # Labels parsed and branches grouped once: the executor asks at every step.
+        self._labels: dict[str, Label] = {s.step: s.label for s in self.routine.steps}
+        self._mains = [s for s in self.routine.steps if not self._labels[s.step].is_branch]
+        self._branches: dict[int, dict[int, list[Step]]] = {self._labels[s.step].main: {} for s in self._mains}
+        for step in sorted((s for s in self.routine.steps if self._labels[s.step].is_branch),
+                           key=lambda s: self._labels[s.step]):
+            label = self._labels[step.step]
+            self._branches.setdefault(label.main, {}).setdefault(label.branch, []).append(step)
 
     def candidates(self) -> list[Step]:
         """The steps that may run next (several at a branch point: the first step of every branch)."""
@@ -30,12 +37,12 @@ class Cursor:
             return []
         if self._branch is not None:
             main, branch, index = self._branch
-            steps = self.routine.branches(main).get(branch, [])
+            steps = self._branches[main].get(branch, [])
             if index < len(steps):
                 return [steps[index]]
         while self._main < len(self._mains):
             step = self._mains[self._main]
-            branches = self.routine.branches(step.label.main)
+            branches = self._branches[self._labels[step.step].main]
             if branches:
                 return [steps[0] for _, steps in sorted(branches.items())]
             if step.type == "branch":  # a branch step without branches: nothing to run, skip it
@@ -46,13 +53,13 @@ class Cursor:
 
     def advance(self, step: Step) -> None:
         self.done.append(step)
-        label = step.label
+        label = self._labels[step.step]
         if label.is_branch:
             self._branch = (label.main, label.branch, label.index)
-            steps = self.routine.branches(label.main)[label.branch]
+            steps = self._branches[label.main][label.branch]
             if label.index >= len(steps):  # the branch is over: continue after its main step
                 self._branch = None
-                self._main = next(i for i, s in enumerate(self._mains) if s.label.main == label.main) + 1
+                self._main = next(i for i, s in enumerate(self._mains) if self._labels[s.step].main == label.main) + 1
         else:
             self._branch = None
             self._main = next(i for i, s in enumerate(self._mains) if s.step == step.step) + 1
@@ -63,8 +70,8 @@ class Cursor:
 
     def branch_point(self, step: Step) -> str | None:
         """For the last step of a branch, the main step label whose output it stands for (``{{steps.3}}``)."""
-        label = step.label
-        if label.is_branch and label.index == len(self.routine.branches(label.main)[label.branch]):
+        label = self._labels[step.step]
+        if label.is_branch and label.index == len(self._branches[label.main][label.branch]):
             return str(label.main)
         return None
 

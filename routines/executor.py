@@ -118,6 +118,10 @@ class _Run:
     calls: list[CallRecord] = field(default_factory=list)
     attempts: list[StepRecord] = field(default_factory=list)
     answer: str | None = None
+    prompt_head: str | None = None
+
+
+_VARIABLES_END = "<variables>\n</variables>"
 
 
 class Executor:
@@ -134,6 +138,7 @@ class Executor:
         self.backend = backend
         self.config = config
         self.runlog = runlog
+        self._validators: dict[str, tuple[dict[str, Any], Any]] = {}
 
     # ---- public -----------------------------------------------------------------------------------
     async def run(
@@ -158,7 +163,14 @@ class Executor:
         sys_params = dict(system or {})
         if user_id is not None:
             sys_params["user_id"] = user_id
-        tools = {t.name: t for t in await self.hub.list_tools()}
+        try:
+            tools = {t.name: t for t in await self.hub.list_tools()}
+        except DownstreamError as exc:  # no server to run against: a failed run, logged like any other
+            run_id = self._start_log(routine, query, mode, sys_params, dict(inputs or {}))
+            if self.runlog is not None and run_id is not None:
+                self.runlog.finish_run(run_id, status="failed", error=str(exc))
+            return RunResult(run_id, "failed", None, str(exc), "downstream", routine.id, [], [], dict(inputs or {}),
+                             sys_params)
         missing = [t for t in routine.tools() if t not in tools]
         if missing:
             raise CallerError(
@@ -171,13 +183,7 @@ class Executor:
         prompt_tools = list(tools.values())
         if self.config.tools_in_prompt == "routine":
             prompt_tools = [tools[t] for t in routine.tools()]
-        run_id = None
-        if self.runlog is not None:
-            run_id = self.runlog.start_run(
-                query=query, mode=mode, routine_id=routine.id, routine_version=routine.version,
-                backend=getattr(self.backend, "name", None) if mode != "bound" else "none",
-                user_id=sys_params.get("user_id"), inputs=run_inputs,
-            )
+        run_id = self._start_log(routine, query, mode, sys_params, run_inputs)
         run = _Run(
             routine=routine, query=query, state=RunState(inputs=run_inputs, system=sys_params, steps={}),
             memory=VariableMemory(threshold=self.config.memory_threshold), cursor=Cursor(routine), tools=tools,
@@ -191,6 +197,13 @@ class Executor:
             error, error_kind = str(exc), (exc.result or "model")
         except DownstreamError as exc:
             error, error_kind = str(exc), "downstream"
+        except ConnectionError as exc:  # backends raise it when the model endpoint cannot answer
+            error, error_kind = f"model backend: {exc}", "backend"
+        except BaseException as exc:  # our own bug or a cancellation: the log says so, then it propagates
+            if self.runlog is not None and run_id is not None:
+                self.runlog.finish_run(run_id, status="failed", answer=run.answer,
+                                       error=f"internal error: {type(exc).__name__}: {exc}")
+            raise
         status: Literal["finished", "failed"] = "finished" if error is None else "failed"
         if self.runlog is not None and run_id is not None:
             self.runlog.finish_run(run_id, status=status, answer=run.answer, error=error)
@@ -199,11 +212,33 @@ class Executor:
             routine_id=routine.id, calls=run.calls, attempts=run.attempts, inputs=run_inputs, system=sys_params,
         )
 
-    def system_prompt(self, run: _Run) -> str:
-        return build_system_prompt(
-            routines=[run.routine], tools=run.prompt_tools, variables=run.memory.previews(),
-            system=run.state.system, options=self.config.prompt,
+    def _start_log(
+        self, routine: Routine, query: str, mode: str, system: dict[str, Any], inputs: dict[str, Any]
+    ) -> str | None:
+        if self.runlog is None:
+            return None
+        return self.runlog.start_run(
+            query=query, mode=mode, routine_id=routine.id, routine_version=routine.version,
+            backend=getattr(self.backend, "name", None) if mode != "bound" else "none",
+            user_id=system.get("user_id"), inputs=inputs,
         )
+
+    def system_prompt(self, run: _Run) -> str:
+        """``build_system_prompt`` for this step. Everything before the variables (the last part) is the
+        same for the whole run, so it is built once and only the variable lines are added per step."""
+        if run.prompt_head is None:
+            empty = build_system_prompt(
+                routines=[run.routine], tools=run.prompt_tools, variables={}, system=run.state.system,
+                options=self.config.prompt,
+            )
+            run.prompt_head = empty[: -len("</variables>")] if empty.endswith(_VARIABLES_END) else ""
+        if not run.prompt_head:  # the prompt's layout changed: build it whole every step
+            return build_system_prompt(
+                routines=[run.routine], tools=run.prompt_tools, variables=run.memory.previews(),
+                system=run.state.system, options=self.config.prompt,
+            )
+        lines = "".join(f"{key}: {preview}\n" for key, preview in run.memory.previews().items())
+        return run.prompt_head + lines + "</variables>"
 
     # ---- the loop ---------------------------------------------------------------------------------
     async def _loop(self, run: _Run, mode: Mode, on_step: StepCallback | None) -> None:
@@ -212,8 +247,9 @@ class Executor:
             if not candidates:
                 return
             target = self._planned_step(run, candidates, mode)
-            if target is not None and mode != "model" and self._bound(run, target):
-                await self._bound_call(run, target, on_step, mode)
+            resolved = self._resolve_bound(run, target, mode) if target is not None and mode != "model" else None
+            if target is not None and resolved is not None:
+                await self._bound_call(run, target, resolved, on_step)
             elif mode == "bound":
                 label = target.step if target else "/".join(c.step for c in candidates)
                 reason = "is not fully bound" if target else "has a branch no 'when' condition decides"
@@ -245,11 +281,20 @@ class Executor:
         return await extract_inputs(routine, query, inputs, self.backend)
 
     # ---- a step without the model -----------------------------------------------------------------
-    async def _bound_call(self, run: _Run, step: Step, on_step: StepCallback | None, mode: Mode) -> None:
+    def _resolve_bound(self, run: _Run, step: Step, mode: Mode) -> dict[str, Any] | None:
+        """The step's arguments when it can run without the model, else None. A binding that names
+        something the run lacks fails a bound run; a hybrid run leaves that step to the model."""
+        if not self._bound(run, step):
+            return None
         try:
-            resolved = resolve_args(step.args, run.state)
+            return resolve_args(step.args, run.state)
         except BindingError as exc:
-            raise RunFailed(f"step {step.step}: {exc}", "binding") from exc
+            if mode == "bound":
+                raise RunFailed(f"step {step.step}: {exc}", "binding") from exc
+            log.info("step %s: %s; the model fills it", step.step, exc)
+            return None
+
+    async def _bound_call(self, run: _Run, step: Step, resolved: dict[str, Any], on_step: StepCallback | None) -> None:
         arguments = run.memory.encode(resolved)
         rec = StepRecord(step=step.step, source="bound", tool=step.tool, arguments=arguments, resolved_arguments=resolved)
         await self._execute(run, step, ToolCall(step.tool or "", arguments), resolved, rec, on_step, retry=False)
@@ -261,7 +306,8 @@ class Executor:
         feedback: list[Message] = []
         constraint = None
         if self.config.constrain:
-            constraint = Constraint(tools=tuple(run.tools[s.tool] for s in allowed if s.tool in run.tools))
+            names = dict.fromkeys(s.tool for s in allowed if s.tool in run.tools)
+            constraint = Constraint(tools=tuple(run.tools[name] for name in names if name))
         for attempt in range(self.config.max_retries + 1):
             messages = base + feedback
             completion = await self.backend.complete(messages, constraint=constraint, max_tokens=self.config.max_tokens)
@@ -330,14 +376,29 @@ class Executor:
         extra = [k for k in resolved if props and k not in props]
         if extra:
             raise ModelCallError("bad_arguments", f"{call.name} has no parameter(s) {', '.join(extra)}; it takes {', '.join(props)}")
-        try:
-            jsonschema.validate(resolved, spec.parameters or {"type": "object"})
-        except jsonschema.ValidationError as exc:
-            where = ".".join(map(str, exc.absolute_path)) or "arguments"
-            raise ModelCallError("bad_arguments", f"{where}: {exc.message}") from None
-        except jsonschema.SchemaError:
-            log.warning("tool %s has an invalid input schema; arguments not checked", call.name)
+        validator = self._validator(spec)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(resolved)) if validator else None
+        if error is not None:
+            where = ".".join(map(str, error.absolute_path)) or "arguments"
+            raise ModelCallError("bad_arguments", f"{where}: {error.message}")
         return resolved
+
+    def _validator(self, spec: ToolSpec) -> Any:
+        """A schema validator per tool, built (and the schema checked) once, not at every call: checking a
+        schema against its meta-schema costs milliseconds. None when the tool's schema is invalid."""
+        cached = self._validators.get(spec.name)
+        if cached is not None and cached[0] is spec.parameters:
+            return cached[1]
+        schema = spec.parameters or {"type": "object"}
+        cls = jsonschema.validators.validator_for(schema)
+        try:
+            cls.check_schema(schema)
+            validator = cls(schema)
+        except jsonschema.SchemaError:
+            log.warning("tool %s has an invalid input schema; its arguments are not checked", spec.name)
+            validator = None
+        self._validators[spec.name] = (spec.parameters, validator)
+        return validator
 
     # ---- calling the tool and recording -----------------------------------------------------------
     async def _execute(

@@ -48,11 +48,17 @@ def linearize(routine: Routine, choice: dict[int, int]) -> Routine:
         main = step.label.main
         branches = routine.branches(main)
         if branches:
+            if choice.get(main) not in branches:
+                raise ValueError(
+                    f"choose a branch of step {main}: one of {sorted(branches)}, not {choice.get(main)!r}"
+                )
             chosen = branches[choice[main]]
+            ends = [i for i, s in enumerate(chosen) if s.type == "finish"]
+            chosen = chosen[: ends[0] + 1] if ends else chosen  # nothing after a finish runs
             picked.extend(chosen)
             names.append(chosen[0].name)
             aliases[str(main)] = chosen[-1].step  # {{steps.x}}: the output of the branch that ran
-            if chosen[-1].type == "finish":
+            if ends:
                 break
             continue
         picked.append(step)
@@ -72,7 +78,8 @@ def linearize(routine: Routine, choice: dict[int, int]) -> Routine:
         for s in picked
     ]
     name = routine.name if not names else f"{routine.name} - {' / '.join(names)}"
-    return routine.model_copy(update={"id": variant_id(routine, choice), "name": name, "steps": steps})
+    update = {"id": variant_id(routine, choice), "name": name, "steps": steps}
+    return routine.model_copy(update=update, deep=True)
 
 
 def flatten(routine: Routine) -> list[Routine]:

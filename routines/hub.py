@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 from mcp.shared.exceptions import MCPError
@@ -37,6 +38,7 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     RuntimeError,
     MCPError,
+    httpx2.TransportError,
 )
 
 
@@ -76,8 +78,10 @@ def _transport(name: str, entry: Any) -> Any:
         return entry  # a FastMCP server object or a ready transport: fastmcp's Client infers the rest
     if "command" in entry:
         env = {k: os.path.expandvars(str(v)) for k, v in (entry.get("env") or {}).items()}
+        # keep_alive=False: closing our client ends the process (fastmcp's default keeps it running).
         return StdioTransport(
-            command=entry["command"], args=[str(a) for a in entry.get("args", [])], env=env or None, cwd=entry.get("cwd")
+            command=entry["command"], args=[str(a) for a in entry.get("args", [])], env=env or None,
+            cwd=entry.get("cwd"), keep_alive=False,
         )
     headers = dict(entry.get("headers") or {})
     bearer = entry.get("bearer") or entry.get("token")
@@ -104,30 +108,43 @@ def _value_of(result: Any) -> tuple[Any, str]:
 
 
 class _Connection:
+    """One downstream server's client. Opening is serialised, so concurrent calls after a crash start one
+    new server process, not one each; a failed call closes only the client it used, never a newer one."""
+
     def __init__(self, name: str, entry: Any, timeout: float) -> None:
         self.name = name
         self.entry = entry
         self.timeout = timeout
         self.client: Client | None = None
+        self._lock = anyio.Lock()
 
     async def open(self) -> Client:
-        if self.client is not None and self.client.is_connected():
+        if self.client is not None and self.client.is_connected():  # the common case, without the lock
             return self.client
-        await self.close()
-        client = Client(_transport(self.name, self.entry), timeout=self.timeout, init_timeout=self.timeout)
-        try:
-            await client.__aenter__()
-        except Exception as exc:  # whatever stops a connection is the server's (or its config's) problem
-            raise DownstreamError(self.name, None, f"cannot connect: {exc or type(exc).__name__}") from exc
-        self.client = client
-        return client
+        async with self._lock:
+            if self.client is not None and self.client.is_connected():
+                return self.client
+            await self._close(self.client)
+            client = Client(_transport(self.name, self.entry), timeout=self.timeout, init_timeout=self.timeout)
+            try:
+                await client.__aenter__()
+            except Exception as exc:  # whatever stops a connection is the server's (or its config's) problem
+                raise DownstreamError(self.name, None, f"cannot connect: {exc or type(exc).__name__}") from exc
+            self.client = client
+            return client
 
-    async def close(self) -> None:
-        client, self.client = self.client, None
+    async def close(self, client: Client | None = None) -> None:
+        """Close ``client`` if it is still the current one (any current client when None)."""
+        async with self._lock:
+            if client is None or client is self.client:
+                await self._close(self.client)
+
+    async def _close(self, client: Client | None) -> None:
+        self.client = None
         if client is not None:
             try:
                 await client.__aexit__(None, None, None)
-            except _CONNECTION_ERRORS as exc:
+            except Exception as exc:  # a dead connection fails to close in transport-specific ways; it is gone
                 log.debug("closing %s: %s", self.name, exc)
 
 
@@ -163,6 +180,8 @@ class ToolHub:
 
     async def list_tools(self, refresh: bool = False) -> list[ToolSpec]:
         """Every downstream tool (prefixed ``<server>_`` when there are several servers); cached."""
+        if self._tools is not None and not refresh:
+            return [spec for _, spec in self._tools.values()]
         async with self._lock:
             if self._tools is None or refresh:
                 tools: dict[str, tuple[str, ToolSpec]] = {}
@@ -184,37 +203,39 @@ class ToolHub:
     async def call(self, name: str, arguments: Mapping[str, Any], *, timeout: float | None = None) -> ToolResult:
         """Call a tool. A tool's own error comes back as ``is_error``; a server that cannot answer raises
         ``DownstreamError``."""
-        await self.list_tools()
+        if self._tools is None:
+            await self.list_tools()
         assert self._tools is not None
         if name not in self._tools:
             raise CallerError(f"no downstream tool {name!r}; tools: {', '.join(sorted(self._tools))}")
         server, _ = self._tools[name]
         remote = name[len(server) + 1 :] if self.prefix else name
         conn = self._conns[server]
+        limit = timeout or self.timeout
         started = time.perf_counter()
         result = await self._with_reconnect(
-            conn, remote, lambda c: c.call_tool_mcp(remote, dict(arguments), timeout=timeout or self.timeout)
+            conn, remote, lambda c: c.call_tool_mcp(remote, dict(arguments), timeout=limit), limit
         )
         value, text = _value_of(result)
         return ToolResult(value, text, bool(result.is_error), time.perf_counter() - started, server, remote)
 
-    async def _with_reconnect(self, conn: _Connection, tool: str | None, op: Any) -> Any:
+    async def _with_reconnect(self, conn: _Connection, tool: str | None, op: Any, limit: float | None = None) -> Any:
+        limit = limit or conn.timeout
         for attempt in (1, 2):
             client = await conn.open()
             try:
                 return await op(client)
             except TimeoutError as exc:
-                raise DownstreamError(conn.name, tool, f"no answer within {conn.timeout:g} s") from exc
+                raise DownstreamError(conn.name, tool, f"no answer within {limit:g} s") from exc
             except MCPError as exc:
                 if "timed out" in str(exc).lower():
-                    raise DownstreamError(conn.name, tool, f"no answer within {conn.timeout:g} s") from exc
+                    raise DownstreamError(conn.name, tool, f"no answer within {limit:g} s") from exc
+                await conn.close(client)
                 if attempt == 2 or "connection closed" not in str(exc).lower():
-                    await conn.close()
                     raise DownstreamError(conn.name, tool, str(exc)) from exc
                 log.warning("downstream %s lost the connection; reconnecting", conn.name)
-                await conn.close()
             except _CONNECTION_ERRORS as exc:
-                await conn.close()
+                await conn.close(client)
                 if attempt == 2:
                     raise DownstreamError(conn.name, tool, f"connection lost: {exc or type(exc).__name__}") from exc
                 log.warning("downstream %s failed (%s); reconnecting", conn.name, exc)

@@ -45,6 +45,8 @@ class Label:
                 f"step label {text!r} is not of the form 'x' or 'x-n_i' (e.g. '3' or '3-1_2', step 2 of branch 1 of step 3)"
             )
         main, branch, index = m.groups()
+        if branch is not None and int(branch) == 0:
+            raise ValueError(f"step label {text!r}: branches are numbered from 1 ('{main}-1_{index}')")
         return cls(int(main), int(branch or 0), int(index or 0))
 
 
@@ -75,14 +77,17 @@ class Step(BaseModel):
     @field_validator("step", mode="before")
     @classmethod
     def _label(cls, value: Any) -> str:
-        text = str(value).strip()
-        Label.parse(text)
-        return text
+        return str(Label.parse(str(value)))  # canonical form: "03" -> "3", "3-01_1" -> "3-1_1"
 
-    @field_validator("name", "description", "input", "output", mode="before")
+    @field_validator("name", "description", mode="before")
     @classmethod
     def _text(cls, value: Any) -> Any:
         return _one_line(value) if isinstance(value, str) else value
+
+    @field_validator("input", "output", mode="before")
+    @classmethod
+    def _io(cls, value: Any) -> Any:
+        return (_one_line(value) or None) if isinstance(value, str) else value  # "" means not described
 
     @field_validator("tool", mode="before")
     @classmethod

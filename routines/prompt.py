@@ -1,8 +1,9 @@
 """The executor's system prompt and conversation (paper appendix A.2, in our own words).
 
-The paper's parts in an order chosen for speed: what never changes during a run (role, rules, system
-parameters, tools, output format, the Routine) comes first and what changes (the variables) last, so a
-backend can reuse the computed prefix from one step to the next.
+The paper's parts in an order chosen for speed: what is the same for every run (role, rules, tools, output
+format) comes first, then the Routine, then what differs between runs of one Routine (the system
+parameters, such as the current user) and last what changes during a run (the variables). A backend can
+then reuse the computed prefix from one step to the next, and across runs of the same Routine.
 
 One builder serves the executor at run time, distillation (the dataset's ``system`` text) and evaluation
 (the per-step samples), so the three always agree byte for byte.

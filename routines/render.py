@@ -10,7 +10,8 @@ Rendered form, one step a line::
 With ``io=True`` a step carries ``[input: ...] [output: ...]`` before its tool clause. ``parse_routine``
 reads that form back, and also what planner models write in practice: bullets, full-width punctuation,
 "use the X tool" / "using the X tool" / "call X", "and end the workflow" / "terminate", blank lines,
-Chinese step labels (步骤1 / 第1步 / 分支3-1 步骤1, 使用X工具, 并结束工作流).
+Chinese step labels (步骤1 / 第1步 / 第一步 / 分支3-1 步骤1, 使用X工具, 并结束工作流). A description keeps
+punctuation of its own (only the line's closing mark and the clauses are taken off).
 """
 
 from __future__ import annotations
@@ -63,29 +64,50 @@ def render_routine(routine: Routine, *, io: bool = False, tool_names: bool = Tru
 
 # ---- parsing ----------------------------------------------------------------------------------------
 
+_NUM = r"(\d+|[零〇一二两三四五六七八九十百]+)"  # 步骤3 / 第三步
 _BULLET = re.compile(r"^\s*(?:[-*•·●▪◦]|\d+[.)](?=\s*(?:Step|Branch|步骤|分支|第)))\s*")
 _BRANCH_LABEL = re.compile(
-    r"^(?:Branch|分支)\s*(\d+)\s*[-–—_]\s*(\d+)\s*[,，]?\s*(?:Step|步骤|第)?\s*(\d+)\s*步?\s*[.．:：、)]?\s*",
+    rf"^(?:Branch|分支)\s*{_NUM}\s*[-–—_]\s*{_NUM}\s*[,，]?\s*(?:Step|步骤|第)?\s*{_NUM}\s*步?\s*[.．:：、)]?\s*",
     re.IGNORECASE,
 )
 _PAPER_LABEL = re.compile(r"^(?:Step|步骤)\s*(\d+)-(\d+)_(\d+)\s*[.．:：、)]?\s*", re.IGNORECASE)
-_MAIN_LABEL = re.compile(r"^(?:Step|步骤|第)\s*(\d+)\s*步?\s*[.．:：、)]?\s*", re.IGNORECASE)
+_MAIN_LABEL = re.compile(rf"^(?:Step|步骤|第)\s*{_NUM}\s*步?\s*[.．:：、)]?\s*", re.IGNORECASE)
 _END = re.compile(r"[\s;；.。]+$")
+_LAST_MARK = re.compile(r"\s*[;；.。]?\s*$")  # the one terminator that closes a step line
+_SEP = r"(?:[,，;；]\s*|\s+|^)"
+_ROUTINE_WORD = r"(?:the\s+)?(?:workflow|process|routine)"
 _FINISH = re.compile(
-    r"(?:[,，]\s*|\s+|^)(?:and\s+)?(?:then\s+)?(?:end(?:s)?\s+the\s+(?:workflow|process|routine)|terminate(?:s)?"
-    r"(?:\s+the\s+(?:workflow|process|routine))?|finish(?:es)?\s+the\s+(?:workflow|process|routine)"
-    r"|并?(?:结束|终止)(?:工作流程?|流程|工作流)?)$",
+    rf"{_SEP}(?:and\s+)?(?:then\s+)?(?:end(?:s)?\s+{_ROUTINE_WORD}|terminate(?:s)?(?:\s+{_ROUTINE_WORD})?"
+    rf"|finish(?:es)?\s+{_ROUTINE_WORD})$"
+    r"|(?:(?:[,，;；、]\s*|\s+|^)(?:并且?|然后)?|并且?|然后)(?:结束|终止)(?:工作流程?|流程|工作流|任务)?$",
     re.IGNORECASE,
 )
 _TOOL = re.compile(
-    r"(?:[,，]\s*|\s+|^)(?:and\s+)?(?:use|using|uses|with|via)\s+(?:the\s+)?`?([A-Za-z_][A-Za-z0-9_.\-]*)`?\s+tool$"
-    r"|(?:[,，]\s*|^)(?:and\s+)?(?:call|calling|calls|invoke|invoking)\s+(?:the\s+)?`?([A-Za-z_][A-Za-z0-9_.\-]*)`?(?:\s+tool)?$"
-    r"|[,，]?\s*(?:使用|调用)\s*`?([A-Za-z_][A-Za-z0-9_.\-]*)`?\s*(?:工具)?$",
+    rf"{_SEP}(?:and\s+)?(?:then\s+)?(?:use|using|uses|with|via)\s+(?:the\s+)?`?(?!the\s)([A-Za-z0-9_][A-Za-z0-9_.\-]*)`?"
+    r"\s+tool$"
+    r"|(?:[,，;；]\s*|^)(?:and\s+)?(?:then\s+)?(?:call|calling|calls|invoke|invoking)\s+(?:the\s+)?"
+    r"`?([A-Za-z_][A-Za-z0-9_.\-]*)`?(?:\s+tool)?$"
+    r"|[,，;；、]?\s*(?:并且?|然后)?(?:使用|调用)\s*`?([A-Za-z_][A-Za-z0-9_.\-]*)`?\s*(?:工具)?$",
     re.IGNORECASE,
 )
 _IO = re.compile(r"\s*\[(input|output|输入|输出)\s*[:：]\s*([^\[\]]*)\]\s*$", re.IGNORECASE)
 _NAME_SEP = re.compile(r"\s*[:：]\s+|\s*：\s*")
 _HEADER = re.compile(r"^Routine\s*[:：]\s*(.*)$", re.IGNORECASE)
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+
+
+def _number(text: str) -> int:
+    """``12`` or a Chinese numeral up to 999 (``十二``, ``二十``, ``一百零五``)."""
+    if text.isdigit():
+        return int(text)
+    total, digit = 0, 0
+    for ch in text:
+        if ch in ("十", "百"):
+            total += (digit or 1) * (10 if ch == "十" else 100)
+            digit = 0
+        else:
+            digit = digit * 10 + _CN_DIGITS[ch] if digit else _CN_DIGITS[ch]
+    return total + digit
 
 
 @dataclass
@@ -98,42 +120,50 @@ class _Line:
     io: dict[str, str] = field(default_factory=dict)
 
 
+def _peel(pattern: re.Pattern[str], text: str) -> tuple[re.Match[str] | None, str]:
+    """Match ``pattern`` at the end of ``text`` (ignoring trailing punctuation); return the text before it."""
+    core = _END.sub("", text)
+    m = pattern.search(core)
+    if m is None:
+        return None, text
+    return m, core[: m.start()].rstrip()
+
+
 def _split_tail(text: str) -> tuple[str, str | None, bool, dict[str, str]]:
-    """Peel the finish clause, the tool clause and I/O descriptions off the end of a step's text."""
-    text = _END.sub("", text)
-    finish = False
-    m = _FINISH.search(text)
-    if m:
-        finish, text = True, _END.sub("", text[: m.start()])
+    """Peel the finish clause, the tool clause and I/O descriptions off the end of a step's text.
+
+    Only the line's own closing mark (one ``;`` or ``.``) and the clauses are removed, so a description
+    that ends in punctuation of its own (``Summarise for the user.``) keeps it."""
+    text = _LAST_MARK.sub("", text, count=1)
+    m, text = _peel(_FINISH, text)
+    finish = m is not None
     tool = None
-    m = _TOOL.search(text)
-    if m:
+    m, text = _peel(_TOOL, text)
+    if m is not None:
         tool = next(g for g in m.groups() if g)
-        text = text[: m.start()].rstrip(" ,，")
     io: dict[str, str] = {}
-    while (m := _IO.search(text)) is not None:
+    while True:
+        m, text = _peel(_IO, text)
+        if m is None:
+            break
         key = "input" if m.group(1).lower() in ("input", "输入") else "output"
         io.setdefault(key, m.group(2).strip())
-        text = text[: m.start()]
-    if not finish:  # "..., use the X tool and end the workflow" written in the other order
-        m = _FINISH.search(text)
-        if m:
-            finish, text = True, _END.sub("", text[: m.start()])
+    if not finish:  # "..., and end the workflow, use the X tool": the clauses in the other order
+        m, text = _peel(_FINISH, text)
+        finish = m is not None
     return text.strip(), tool, finish, io
 
 
 def _read_line(raw: str) -> _Line | None:
     line = _BULLET.sub("", raw.strip()).strip()
-    for pattern in (_BRANCH_LABEL, _PAPER_LABEL):
-        m = pattern.match(line)
-        if m:
-            label = Label(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            break
+    m = _BRANCH_LABEL.match(line) or _PAPER_LABEL.match(line)
+    if m:
+        label = Label(_number(m.group(1)), _number(m.group(2)), _number(m.group(3)))
     else:
         m = _MAIN_LABEL.match(line)
         if not m:
             return None
-        label = Label(int(m.group(1)))
+        label = Label(_number(m.group(1)))
     body, tool, finish, io = _split_tail(line[m.end() :])
     parts = _NAME_SEP.split(body, maxsplit=1)
     name, description = (parts[0], parts[1]) if len(parts) == 2 else (body, "")

@@ -63,16 +63,52 @@ class Report:
         return [f.__dict__.copy() for f in self.findings]
 
 
+def _spec(tool: Any, index: int) -> ToolSpec:
+    """One tool as a ToolSpec, or a ValueError that says which entry is wrong and why."""
+    if isinstance(tool, ToolSpec):
+        return tool
+    if not isinstance(tool, dict) and not hasattr(tool, "model_dump") and not hasattr(tool, "__dict__"):
+        raise ValueError(f"tool #{index + 1} is {tool!r}, not a tool schema; give an object with 'name' and "
+                         "'inputSchema' (or 'parameters')")
+    if isinstance(tool, dict):
+        if "name" not in tool:
+            raise ValueError(f"tool #{index + 1} has no 'name'; every tool schema needs one")
+        schema = tool.get("inputSchema") or tool.get("input_schema") or tool.get("parameters") or {}
+        if not isinstance(schema, dict):
+            raise ValueError(f"tool {tool['name']!r}: its input schema must be a JSON object, not {schema!r}")
+    try:
+        spec = ToolSpec.from_mcp(tool)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"tool #{index + 1} is not a usable tool schema ({exc}); give 'name' and "
+                         "'inputSchema'") from None
+    if not isinstance(spec.name, str) or not spec.name:
+        raise ValueError(f"tool #{index + 1}: 'name' must be a non-empty string, got {spec.name!r}")
+    return spec
+
+
 def load_tools(source: Any) -> list[ToolSpec]:
     """Tools from a JSON file path, a ``tools/list`` result (``{"tools": [...]}``), or a list of MCP tool
-    schemas / ``{name, description, parameters}`` dicts / ``ToolSpec``s."""
+    schemas / ``{name, description, parameters}`` dicts / ``ToolSpec``s. Raises ``ValueError`` (or
+    ``OSError`` for a file that cannot be read) with a message that says what to fix."""
     if isinstance(source, (str, Path)):
         source = json.loads(Path(source).read_text(encoding="utf-8"))
     if isinstance(source, dict):
         source = source.get("tools", source)
     if not isinstance(source, list):
         raise ValueError("a tool list must be a JSON list of tool schemas or an object with a 'tools' list")
-    return [ToolSpec.from_mcp(t) for t in source]
+    return [_spec(t, i) for i, t in enumerate(source)]
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """Every string inside a (nested) argument value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
 
 
 class _Check:
@@ -121,7 +157,8 @@ class _Check:
                 self.add("error", "orphan_branch", s, f"branch {s.step} hangs off step {lab.main}, which is a "
                          f"{main_by_no[lab.main].type!r}, not a 'branch' step; make step {lab.main} type 'branch'")
             if lab.is_branch and s.type not in ("branchnode", "finish"):
-                self.add("error", "branch_type", s, f"a branch step must be of type 'branchnode' (or 'finish'), not {s.type!r}")
+                self.add("error", "branch_type", s, f"a branch step must be of type 'branchnode' (or 'finish'), "
+                         f"not {s.type!r}; set \"type\": \"branchnode\"")
             if not lab.is_branch and s.type == "branchnode":
                 self.add("error", "branch_type", s, f"main step {s.step} is typed 'branchnode'; use 'node' or label it x-n_i")
         for main, step in main_by_no.items():
@@ -140,22 +177,34 @@ class _Check:
             if len(branches) == 1:
                 self.add("warning", "single_branch", step, f"step {main} has only one branch; add the alternative or "
                          "make the branch steps main steps")
+        for main in main_by_no:
+            for bsteps in self.routine.branches(main).values():
+                ends = [b for b in bsteps if b.type == "finish"]
+                for b in bsteps:
+                    if ends and b.label.index > ends[0].label.index:
+                        self.add("error", "after_finish", b, f"step {b.step} comes after step {ends[0].step}, which ends "
+                                 "the workflow, and can never run; remove it or move the finish")
         finish_mains = [s for s in mains if s.type == "finish"]
         any_finish = any(s.type == "finish" for s in self.routine.steps)
         if not any_finish:
             self.add("error", "no_finish", None, "no step ends the workflow; set \"type\": \"finish\" on the last step "
                      "(usually the summarising tool)")
+        for s in mains:  # a branch point whose every branch ends the workflow is a finish too
+            branches = self.routine.branches(s.label.main)
+            ends_all = all(any(b.type == "finish" for b in bs) for bs in branches.values())
+            if s.type == "branch" and branches and ends_all:
+                finish_mains.append(s)
         if finish_mains:
             first = min(s.label.main for s in finish_mains)
             for s in mains:
                 if s.label.main > first:
-                    self.add("error", "after_finish", s, f"step {s.step} comes after the finish step {first} and can "
-                             "never run; remove it or move the finish")
+                    self.add("error", "after_finish", s, f"step {s.step} comes after step {first}, which ends the "
+                             "workflow, and can never run; remove it or move the finish")
 
     def step_fields(self, step: Step) -> None:
         if not step.name:
             self.add("error", "no_name", step, "the step has no name; give it a short name")
-        elif ":" in step.name:
+        elif ":" in step.name or "：" in step.name:
             self.add("error", "name_colon", step, f"step name {step.name!r} contains ':', which the natural-language "
                      "form uses to separate name and description; rephrase the name")
 
@@ -178,10 +227,11 @@ class _Check:
             hint = f"did you mean {', '.join(close)}?" if close else f"available: {', '.join(sorted(self.tools)[:30])}"
             self.add("error", "unknown_tool", step, f"tool {step.tool!r} is not in the tool list; {hint}")
             return
-        schema = self.tools[step.tool].parameters if step.tool in self.tools else {}
+        known = step.tool in self.tools
+        schema = self.tools[step.tool].parameters if known else {}
         props = schema.get("properties", {}) or {}
         bound = step.args or {}
-        if props and step.args is not None:
+        if known and step.args is not None and not schema.get("additionalProperties"):
             for name in bound:
                 if name not in props:
                     self.add("error", "unknown_arg", step, f"argument {name!r} is not a parameter of {step.tool} "
@@ -199,13 +249,20 @@ class _Check:
     def _check_step_ref(self, step: Step, ref_step: str, where: str) -> None:
         order = self._order()
         if ref_step not in order:
-            self.add("error", "bad_ref", step, f"{where} refers to step {ref_step}, which does not exist")
+            self.add("error", "bad_ref", step, f"{where} refers to step {ref_step}, which does not exist; use the label "
+                     f"of an earlier step ({', '.join(list(order)[:8])})")
+            return
+        here, there = step.label, Label.parse(ref_step)
+        own_point = not there.is_branch and here.main == there.main and bool(self.routine.branches(there.main))
+        if here.is_branch and own_point:
+            self.add("error", "forward_ref", step, f"{where} refers to step {ref_step}, the output of the branch "
+                     f"that is still running here; refer to an earlier step of this branch, e.g. "
+                     f"{{{{steps.{here.main}-{here.branch}_1...}}}}")
             return
         if order[ref_step] >= order[step.step]:
             self.add("error", "forward_ref", step, f"{where} refers to step {ref_step}, which runs later (or is this "
                      "step); a step can only use outputs of earlier steps")
             return
-        here, there = step.label, Label.parse(ref_step)
         if there.is_branch and not (here.is_branch and (here.main, here.branch) == (there.main, there.branch)):
             self.add("error", "cross_branch_ref", step, f"{where} refers to step {ref_step}, which only runs in its "
                      f"own branch; refer to {{{{steps.{there.main}...}}}}, the output of whichever branch of step "
@@ -221,9 +278,10 @@ class _Check:
             except BindingError as exc:
                 self.add("error", "bad_ref", step, f"argument {name!r}: {exc}")
                 continue
-            if isinstance(value, str) and "{{" in value and not REF.search(value):
-                self.add("error", "bad_ref", step, f"argument {name!r} has a malformed reference {value!r}; write "
-                         "{{inputs.x}}, {{system.x}} or {{steps.N.path}}")
+            for text in _strings(value):
+                if text.count("{{") > len(REF.findall(text)):
+                    self.add("error", "bad_ref", step, f"argument {name!r} has a malformed reference in {text!r}; "
+                             "write {{inputs.x}}, {{system.x}} or {{steps.N.path}}")
             for ref in refs:
                 if ref.root == "inputs" and ref.path[0] not in declared:
                     self.add("error", "undeclared_input", step, f"argument {name!r} uses {ref}, but the Routine's "
@@ -237,15 +295,17 @@ class _Check:
                 siblings = self.routine.branches(step.label.main)
                 if any(b[0].when for b in siblings.values()) and step.label.branch != max(siblings):
                     self.add("warning", "no_when", step, "this branch has no 'when' while others do; bound and hybrid "
-                             "runs check branches in order and take the last one as 'otherwise'")
+                             "runs check branches in order and take the last one as 'otherwise'; give this branch "
+                             "a 'when' or make it the last branch")
             return
         if not (step.label.is_branch and step.label.index == 1):
             self.add("warning", "when_ignored", step, "'when' only applies to the first step of a branch (x-n_1); "
-                     "it is ignored here")
+                     "it is ignored here; move it to the branch's first step or remove it")
         try:
             node = parse_condition(step.when)
         except ConditionSyntaxError as exc:
-            self.add("error", "when_syntax", step, f"'when' does not parse: {exc}")
+            self.add("error", "when_syntax", step, f"'when' does not parse: {exc}; write e.g. "
+                     "{{steps.1.role}} == 'hr' and not {{inputs.urgent}}")
             return
         for ref in condition_refs(node):
             if ref.root == "steps":
@@ -253,11 +313,12 @@ class _Check:
             if ref.root == "inputs":
                 declared = set(((self.routine.inputs or {}).get("properties") or {}).keys())
                 if ref.path[0] not in declared:
-                    self.add("error", "undeclared_input", step, f"'when' uses {ref}, which 'inputs' does not declare")
+                    self.add("error", "undeclared_input", step, f"'when' uses {ref}, which 'inputs' does not declare; "
+                             f"add {ref.path[0]!r} to 'inputs.properties'")
 
 
 def validate(routine: Routine, tools: Iterable[Any] = ()) -> Report:
     """Check a Routine's structure, tools, bindings and conditions. ``tools``: MCP tool schemas, dicts
     or ``ToolSpec``s; with no tools, tool names are not checked."""
-    specs = [ToolSpec.from_mcp(t) for t in tools]
+    specs = [_spec(t, i) for i, t in enumerate(tools)]
     return _Check(routine, specs).run()

@@ -50,39 +50,51 @@ class ConstraintError(ValueError):
     must fix the tools or schema it passed."""
 
 
-def cap_schema(schema: Any, max_string_length: int) -> Any:
-    """A copy of ``schema`` with every free string capped at ``max_string_length`` characters and
-    ``additionalProperties: false`` on every object that declares ``properties``."""
+NO_CLOSING_TAG = "^([^<]|<[^/])*<?$"
+"""A string pattern without ``</``: inside a call, a string holding ``</tool_call>`` would end the call
+for every parser that looks for the closing tag (the small model does try to write one there)."""
+
+
+def cap_schema(schema: Any, max_string_length: int, *, string_pattern: str | None = None) -> Any:
+    """A copy of ``schema`` with every free string capped at ``max_string_length`` characters (and given
+    ``string_pattern`` unless it has a pattern) and ``additionalProperties: false`` on every object that
+    declares ``properties``."""
     if not isinstance(schema, Mapping):
         return schema  # ``true``/``false`` schemas
+
+    def cap(sub: Any) -> Any:
+        return cap_schema(sub, max_string_length, string_pattern=string_pattern)
+
     out: dict[str, Any] = dict(schema)
     declared = out.get("type")
     types = declared if isinstance(declared, list) else [declared]
     if "string" in types and "enum" not in out and "const" not in out:
         out["maxLength"] = min(int(out.get("maxLength", max_string_length)), max_string_length)
+        if string_pattern and "pattern" not in out and "format" not in out:
+            out["pattern"] = string_pattern
     if isinstance(out.get("properties"), Mapping):
-        out["properties"] = {k: cap_schema(v, max_string_length) for k, v in out["properties"].items()}
+        out["properties"] = {k: cap(v) for k, v in out["properties"].items()}
         out["additionalProperties"] = False
     elif isinstance(out.get("additionalProperties"), Mapping):
-        out["additionalProperties"] = cap_schema(out["additionalProperties"], max_string_length)
+        out["additionalProperties"] = cap(out["additionalProperties"])
     items = out.get("items")
     if isinstance(items, Mapping):
-        out["items"] = cap_schema(items, max_string_length)
+        out["items"] = cap(items)
     elif isinstance(items, list):
-        out["items"] = [cap_schema(s, max_string_length) for s in items]
+        out["items"] = [cap(s) for s in items]
     for key in _SCHEMA_LISTS:
         if isinstance(out.get(key), list):
-            out[key] = [cap_schema(s, max_string_length) for s in out[key]]
+            out[key] = [cap(s) for s in out[key]]
     for key in _SCHEMA_MAPS:
         if isinstance(out.get(key), Mapping):
-            out[key] = {k: cap_schema(v, max_string_length) for k, v in out[key].items()}
+            out[key] = {k: cap(v) for k, v in out[key].items()}
     return out
 
 
 def _arguments_schema(tool: ToolSpec, max_string_length: int) -> dict[str, Any]:
     params = dict(tool.parameters) if tool.parameters else {"type": "object", "properties": {}}
     params.setdefault("type", "object")
-    capped = cap_schema(params, max_string_length)
+    capped = cap_schema(params, max_string_length, string_pattern=NO_CLOSING_TAG)
     capped["x-guidance"] = JSON_OPTIONS
     return capped
 
@@ -109,7 +121,9 @@ def grammar_for(constraint: Constraint) -> str:
     if constraint.tools and constraint.json_schema is not None:
         raise ConstraintError("set either Constraint.tools or Constraint.json_schema, not both")
     if constraint.tools:
-        return llguidance.LLMatcher.grammar_from_lark(tool_call_lark(constraint.tools, constraint.max_string_length))
+        return llguidance.LLMatcher.grammar_from_lark(
+            tool_call_lark(constraint.tools, constraint.max_string_length)
+        )
     if constraint.json_schema is not None:
         schema = cap_schema(constraint.json_schema, constraint.max_string_length)
         return llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)  # type: ignore[arg-type]
@@ -166,5 +180,7 @@ class Guide:
         """Follow ``token`` in sequence ``row``; True once the grammar is complete (only EOS may follow)."""
         matcher = self.matchers[row]
         if not matcher.consume_token(token):
-            raise RuntimeError(f"constrained decoding chose a token the grammar forbids: {matcher.get_error()}")
+            raise RuntimeError(
+                f"constrained decoding chose a token the grammar forbids: {matcher.get_error()}"
+            )
         return matcher.is_stopped()

@@ -76,7 +76,9 @@ class KVCache:
     def row(self, index: int) -> KVCache:
         """A one-row view: writes through it land in this cache."""
         sl = slice(index, index + 1)
-        return KVCache([k[sl] for k in self.keys], [v[sl] for v in self.values], self.lengths[sl], is_view=True)
+        return KVCache(
+            [k[sl] for k in self.keys], [v[sl] for v in self.values], self.lengths[sl], is_view=True
+        )
 
     def copy_prefix(self, src: int, dst: int, tokens: int) -> None:
         """Row ``dst`` gets the first ``tokens`` tokens of row ``src``."""
@@ -125,6 +127,9 @@ class Decoder:
         self.scaling = float(self.layers[0].self_attn.scaling)
         self.vocab_size = int(lm.get_output_embeddings().weight.shape[0])
         self.max_positions = int(getattr(config, "max_position_embeddings", 1 << 30))
+        window = getattr(config, "sliding_window", None)
+        if window and getattr(config, "use_sliding_window", True):  # no window here: stay inside it
+            self.max_positions = min(self.max_positions, int(window))
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         capacity = max(256, -(-capacity // 256) * 256)
@@ -172,9 +177,10 @@ class Decoder:
         cache.reserve(span)
         offsets = torch.arange(width)
         positions = prefix + start[:, None] + offsets  # [batch, width]
-        # Slot s of a row is visible to that row's query j when s <= start + j (causal, own row only).
-        visible = torch.arange(span)[None, None, :] <= (start[:, None] + offsets)[:, :, None]
-        bias = torch.zeros(visible.shape).masked_fill_(~visible, float("-inf"))[:, None, None]  # [b,1,1,w,span]
+        bias = torch.zeros(0)
+        if width == 1:  # slot s of a row is visible to that row's new token when s <= start (causal, own row)
+            visible = torch.arange(span)[None, :] <= start[:, None]
+            bias = torch.zeros(visible.shape).masked_fill_(~visible, float("-inf"))[:, None, None, None]
         model = self.lm.model
         hidden = model.embed_tokens(tokens)
         cos, sin = model.rotary_emb(hidden, positions)
@@ -197,13 +203,37 @@ class Decoder:
                 keys[0, :, s0 : s0 + width] = k[0]
                 values[0, :, s0 : s0 + width] = v[0]
             pre = (shared.keys[index][0, :, :prefix], shared.values[index][0, :, :prefix]) if prefix else None
-            out = self._attend(q, keys[:, :, :span], values[:, :, :span], bias, pre)
+            if width == 1:
+                out = self._attend(q, keys[:, :, :span], values[:, :, :span], bias, pre)
+            else:
+                out = self._attend_prefill(q, keys[:, :, :span], values[:, :, :span], pre)
             hidden = hidden + attn.o_proj(out)
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
         cache.lengths += width
         if not logits:
             return None
         return self.lm.lm_head(model.norm(hidden[:, -1]))
+
+    def _attend_prefill(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """One row's chunk of ``w`` tokens written at ``start``: SDPA over prefix + row (a prefill is
+        compute-bound, so the copy of the prefix into one tensor costs nothing that matters)."""
+        _, heads, width, dim = q.shape
+        if prefix is not None:
+            keys = torch.cat((prefix[0][None], keys), dim=2)
+            values = torch.cat((prefix[1][None], values), dim=2)
+        total = keys.shape[2]
+        # Query j (at absolute slot total - width + j) sees every slot up to itself.
+        mask = torch.arange(total)[None, :] <= (total - width + torch.arange(width))[:, None]
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q, keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=True
+        )
+        return out.transpose(1, 2).reshape(1, width, heads * dim)
 
     def _attend(
         self,
@@ -230,5 +260,5 @@ class Decoder:
         out = weights[..., p:].reshape(batch, kvh, g * width, -1) @ values
         if prefix is not None:
             wp = weights[..., :p].permute(1, 0, 2, 3, 4).reshape(kvh, batch * g * width, p)
-            out = out + (wp @ prefix[1]).view(kvh, batch, g * width, dim).transpose(0, 1)
+            out = out + (wp @ pv).view(kvh, batch, g * width, dim).transpose(0, 1)
         return out.view(batch, heads, width, dim).transpose(1, 2).reshape(batch, width, heads * dim)

@@ -98,18 +98,22 @@ class OpenAIBackend(BaseBackend):
         }
         extra = dict(self.extra_body)
         tools = constraint.tools if constraint else ()
-        if self.native_tools and tools:
-            kwargs["tools"] = [_tool_param(capped(t, constraint.max_string_length)) for t in tools]
-            if self.constrain_with == "tool_choice" and len(tools) == 1:
-                kwargs["tool_choice"] = {"type": "function", "function": {"name": tools[0].name}}
-            elif self.constrain_with == "tool_choice":
-                kwargs["tool_choice"] = "required"
-        elif tools:
-            schema = call_schema(tools, constraint.max_string_length)
-            if self.constrain_with == "response_format":
-                kwargs["response_format"] = {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema}}
+        if tools:
+            assert constraint is not None
+            if self.native_tools or self.constrain_with == "tool_choice":  # a tool_choice needs the tools
+                kwargs["tools"] = [_tool_param(capped(t, constraint.max_string_length)) for t in tools]
+            if self.constrain_with == "tool_choice":
+                kwargs["tool_choice"] = (
+                    {"type": "function", "function": {"name": tools[0].name}} if len(tools) == 1 else "required"
+                )
             else:
-                extra["structured_outputs"] = {"json": schema}
+                schema = call_schema(tools, constraint.max_string_length)
+                if self.constrain_with == "response_format":
+                    kwargs["response_format"] = {
+                        "type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema},
+                    }
+                else:
+                    extra["structured_outputs"] = {"json": schema}
         if constraint is not None and constraint.json_schema is not None:
             kwargs["response_format"] = {
                 "type": "json_schema", "json_schema": {"name": "answer", "schema": constraint.json_schema},

