@@ -101,7 +101,6 @@ class RunLog:
         self._db.execute("PRAGMA journal_mode=WAL") if self.path != ":memory:" else None
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._seq: dict[str, int] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -124,21 +123,21 @@ class RunLog:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, time.time(), routine_id, routine_version, query, mode, backend, user_id, _dump(inputs)),
             )
-        self._seq[run_id] = 0
         return run_id
 
     def log_step(self, run_id: str, rec: StepRecord) -> None:
-        seq = self._seq.get(run_id, 0) + 1
-        self._seq[run_id] = seq
+        # The sequence number is taken in the same statement, so several RunLog objects (or processes)
+        # writing one run never collide.
         with self._lock:
             self._db.execute(
                 "INSERT INTO steps (run_id, seq, step, source, attempt, raw_output, tool, arguments, resolved_arguments,"
                 " result, error, error_kind, prompt_chars, prompt_tokens, output_tokens, model_latency_s, tool_latency_s,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at) SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+                " FROM steps WHERE run_id = ?",
                 (
-                    run_id, seq, rec.step, rec.source, rec.attempt, rec.raw_output, rec.tool, _dump(rec.arguments),
+                    run_id, rec.step, rec.source, rec.attempt, rec.raw_output, rec.tool, _dump(rec.arguments),
                     _dump(rec.resolved_arguments), _dump(rec.result), rec.error, rec.error_kind, rec.prompt_chars,
-                    rec.prompt_tokens, rec.output_tokens, rec.model_latency_s, rec.tool_latency_s, time.time(),
+                    rec.prompt_tokens, rec.output_tokens, rec.model_latency_s, rec.tool_latency_s, time.time(), run_id,
                 ),
             )
 
@@ -148,7 +147,6 @@ class RunLog:
                 "UPDATE runs SET status = ?, answer = ?, error = ?, finished_at = ? WHERE id = ?",
                 (status, answer, error, time.time(), run_id),
             )
-        self._seq.pop(run_id, None)
 
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         cur = self._db.execute(

@@ -29,6 +29,7 @@ class VariableMemory:
     threshold: int = 256
     preview_chars: int = 80
     values: dict[str, Any] = field(default_factory=dict)
+    _previews: dict[str, str] = field(default_factory=dict, repr=False)
 
     # ---- storing ----------------------------------------------------------------------------------
     def _new_key(self, hint: str) -> str:
@@ -51,14 +52,25 @@ class VariableMemory:
         return len(_json(value)) > self.threshold
 
     def compress(self, result: Any, hint: str = "result") -> Any:
-        """The result as the model should see it: every long field of an object (or a long result as a
-        whole) replaced by its key. Short results come back unchanged."""
+        """The result as the model should see it. An object keeps its short fields (ids, names, counts: what
+        the next steps need) and shows a key for every long one; when it is still long (many medium fields),
+        its longest remaining fields become keys too, largest first, while a field is over twice the preview
+        length (below that, key plus preview cost about as much as the value). A long result that is not an
+        object is stored whole. Short results come back unchanged."""
         if isinstance(result, Mapping):
-            out = {}
+            out: dict[Any, Any] = {}
+            sizes: list[tuple[int, Any]] = []
             for name, value in result.items():
-                out[name] = self.put(value, str(name)) if self.is_long(value) else value
-            if self.is_long(out):  # many medium fields: store the whole object too
-                return self.put(dict(result), hint)
+                size = len(_json(value))
+                if size > self.threshold:
+                    out[name] = self.put(value, str(name))
+                else:
+                    out[name] = value
+                    sizes.append((size, name))
+            for size, name in sorted(sizes, key=lambda item: -item[0]):
+                if size <= 2 * self.preview_chars or not self.is_long(out):
+                    break
+                out[name] = self.put(out[name], str(name))
             return out
         if self.is_long(result):
             return self.put(result, hint)
@@ -66,10 +78,13 @@ class VariableMemory:
 
     # ---- what the model sees ----------------------------------------------------------------------
     def preview(self, key: str) -> str:
-        text = _json(self.values[key])
-        if len(text) <= self.preview_chars:
-            return text
-        return f"{text[: self.preview_chars].rstrip()}... ({len(text):,} characters)"
+        cached = self._previews.get(key)
+        if cached is None:  # stored values do not change, so each preview is made once
+            text = _json(self.values[key])
+            cached = text if len(text) <= self.preview_chars else (
+                f"{text[: self.preview_chars].rstrip()}... ({len(text):,} characters)")
+            self._previews[key] = cached
+        return cached
 
     def previews(self) -> dict[str, str]:
         return {key: self.preview(key) for key in self.values}

@@ -79,6 +79,8 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[int, typer.Option(help="Requests in flight (HTTP backends).")] = 8,
         chunk: Annotated[int, typer.Option(help="Samples per batch call (local backend).")] = 48,
         max_batch: Annotated[int, typer.Option(help="Sequences decoded together (local backend).")] = 16,
+        threads: Annotated[int | None, typer.Option(
+            help="Torch threads (local backend; 1 is faster on a machine busy with other work).")] = None,
         max_tokens: Annotated[int, typer.Option(help="Most tokens per output.")] = RunOptions().max_tokens,
         label: Annotated[str | None, typer.Option(help="The model's name in the report's tables.")] = None,
         refresh: Annotated[bool, typer.Option(help="Record the trajectories again even if cached.")] = False,
@@ -102,7 +104,9 @@ def register(app: typer.Typer) -> None:
         def command(cfg: EvalConfig) -> str:
             parts = ["routine", "eval", "--scenario", scenario, "--split", split, "--config", cfg.name, "--backend", kind]
             for flag, value in (("--model", model), ("--base-url", base_url), ("--adapter", adapter),
-                                ("--replies", replies), ("--limit", limit), ("--out", out)):
+                                ("--replies", replies), ("--limit", limit), ("--out", out),
+                                ("--max-tokens", max_tokens if max_tokens != RunOptions().max_tokens else None),
+                                ("--threads", threads)):
                 if value is not None:
                     parts += [flag, str(value)]
             parts += ["--seed", str(seed), "--shuffle", shuffle] + (["--constrain"] if constrain else [])
@@ -111,7 +115,8 @@ def register(app: typer.Typer) -> None:
         def make_backend() -> Any:
             if kind == "local":
                 return create_backend("local", model=model or settings.local_model,
-                                      adapter=adapter or settings.local_adapter, max_batch=max_batch)
+                                      adapter=adapter or settings.local_adapter, max_batch=max_batch,
+                                      threads=threads)
             if kind == "openai":
                 return create_backend("openai", model=model or settings.model, base_url=base_url or settings.endpoint,
                                       api_key=settings.api_key)

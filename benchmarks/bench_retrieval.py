@@ -1,0 +1,278 @@
+"""Procedure-memory benchmark: retrieval accuracy on the HR queries, embedding throughput, and retrieval
+latency at 100, 1k and 10k Routines.
+
+    .venv/bin/python benchmarks/bench_retrieval.py                    # both parts, about 5 minutes here
+    .venv/bin/python benchmarks/bench_retrieval.py --part accuracy    # or one part; the other's numbers are kept
+
+Numbers go to docs/benchmarks/retrieval.json (see docs/procedure-memory.md).
+
+Accuracy: the seven HR Routines are stored and every text recipe is scored on the train and test queries
+(top-1 = the retrieved id is the query's ``routine_id``), plus the best-score distribution of covered
+questions and of questions no Routine covers, at the default threshold.
+
+Latency: Routines are synthesized (name, description and steps from a vocabulary of HR-like topics) and
+saved through ``ProcedureStore.save_many``. Up to ``--real-up-to`` (100) they are embedded for real with the
+bundled all-MiniLM-L6-v2; above it, random unit vectors are written directly with the right text hashes
+(the search cost does not depend on the vectors' content, and embedding thousands of texts on a shared CPU
+takes minutes: see the measured throughput), so ``Retriever.sync`` finds them current and embeds nothing.
+Latency is measured for the whole ``retrieve`` (query embedding + search + loading the Routine) and for the
+search alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from memory.embeddings import DEFAULT_RECIPE, Embedder, routine_text, text_hash
+from memory.retrieval import Retriever
+from memory.store import ProcedureStore
+from routines.model import Routine
+
+SUBJECTS = ["salary", "leave balance", "travel expense", "payslip", "team members", "training budget",
+            "overtime", "parental leave", "laptop request", "sick note", "performance review", "bonus",
+            "relocation", "pension", "contract renewal", "badge access", "holiday calendar", "shift swap"]
+ACTIONS = ["enquiry", "approval", "report", "update", "request", "check", "summary", "correction"]
+AUDIENCES = ["for a manager", "for the employee", "for HR staff", "for finance", "for a team lead"]
+STEP_NAMES = ["Get requester", "Check permission", "Find employee", "Fetch record", "Compute total",
+              "Check policy", "Notify manager", "Write answer"]
+QUERIES = ["How many leave days does Ana Lopez have left?", "Show me the payslip of Tom Berg for May",
+           "Who is in the finance team?", "Approve the travel expense of Li Wei", "What is my pension plan?",
+           "Renew the contract of Sara Kim", "Swap my Friday shift with Omar", "What bonus did Raj get?"]
+
+
+def synth_routine(i: int, rng: random.Random) -> dict[str, Any]:
+    subject, action, audience = rng.choice(SUBJECTS), rng.choice(ACTIONS), rng.choice(AUDIENCES)
+    names = rng.sample(STEP_NAMES[:-1], rng.randint(3, 6)) + [STEP_NAMES[-1]]
+    steps = [{"step": str(n), "name": name, "description": f"{name} for the {subject} {action}",
+              "tool": f"tool_{rng.randint(0, 24)}", "type": "node"} for n, name in enumerate(names, 1)]
+    steps[-1]["type"] = "finish"
+    return {"id": f"bench.{i:05d}", "name": f"{subject.capitalize()} {action} {i}",
+            "description": f"Handle a {subject} {action} {audience}.", "steps": steps}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def ms(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(percentile(values, 50) * 1000, 3), "p95_ms": round(percentile(values, 95) * 1000, 3)}
+
+
+def embedding_throughput(embedder: Embedder, n: int) -> dict[str, Any]:
+    rng = random.Random(1)
+    texts = [routine_text(Routine.model_validate(synth_routine(i, rng)), DEFAULT_RECIPE) for i in range(n)]
+    embedder.embed(texts[:8])  # warm-up
+    start = time.perf_counter()
+    embedder.embed(texts)
+    batch_s = time.perf_counter() - start
+    singles = []
+    for q in QUERIES * 4:
+        t = time.perf_counter()
+        embedder.embed([q])
+        singles.append(time.perf_counter() - t)
+    return {"texts": n, "batch_texts_per_s": round(n / batch_s, 1), "mean_words": round(
+        statistics.mean(len(t.split()) for t in texts), 1), "single_query": ms(singles)}
+
+
+def bench_size(n: int, embedder: Embedder, workdir: Path, *, real_vectors: bool, queries: int) -> dict[str, Any]:
+    rng = random.Random(n)
+    with ProcedureStore(workdir / f"bench_{n}.sqlite") as store:
+        routines = [synth_routine(i, rng) for i in range(n)]
+        t = time.perf_counter()
+        saved = store.save_many(routines)
+        save_s = time.perf_counter() - t
+        retriever = Retriever(store, embedder)
+        t = time.perf_counter()
+        if real_vectors:
+            embedded = retriever.sync()
+        else:
+            vrng = np.random.default_rng(n)
+            vectors = vrng.standard_normal((n, 384)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            rows = [(r.id, r.version, text_hash(routine_text(r, DEFAULT_RECIPE)), vectors[i])
+                    for i, r in enumerate(saved)]
+            store.put_embeddings(embedder.name, DEFAULT_RECIPE, rows)
+            embedded = retriever.sync()
+            assert embedded == 0, "synthetic vectors were not recognised as current"
+        index_s = time.perf_counter() - t
+        t = time.perf_counter()
+        retriever.retrieve(QUERIES[0])  # builds the in-memory matrix
+        first_s = time.perf_counter() - t
+        full, search = [], []
+        qvecs = embedder.embed(QUERIES)
+        for i in range(queries):
+            q = QUERIES[i % len(QUERIES)]
+            t = time.perf_counter()
+            retriever.retrieve(q, k=3)
+            full.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            retriever.search(qvecs[i % len(QUERIES)], 3)
+            search.append(time.perf_counter() - t)
+        out = {"routines": n, "vectors": "MiniLM" if real_vectors else "random unit (synthetic)",
+               "save_routines_per_s": round(n / save_s, 1), "embed_or_sync_s": round(index_s, 3),
+               "embedded": embedded, "first_query_s": round(first_s, 3),
+               "retrieve": ms(full), "search_only": ms(search),
+               "sqlite_vec": sqlite_vec_search(store, embedder.name, qvecs, queries)}
+        print(json.dumps(out), flush=True)
+        return out
+
+
+def sqlite_vec_search(store: ProcedureStore, model: str, qvecs: np.ndarray, queries: int) -> dict[str, Any]:
+    """The same top-3 search with sqlite-vec's brute-force KNN, where this Python can load extensions."""
+    if not hasattr(sqlite3.Connection, "enable_load_extension"):
+        return {"skipped": "this Python's sqlite3 cannot load extensions (no enable_load_extension)"}
+    import sqlite_vec
+
+    conn = sqlite3.connect(store.path)
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    conn.enable_load_extension(False)
+    conn.execute("create virtual table temp.v using vec0(embedding float[384] distance_metric=cosine)")
+    conn.execute("insert into temp.v(rowid, embedding) select rowid, vector from embeddings where model = ?", [model])
+    times = []
+    for i in range(queries):
+        t = time.perf_counter()
+        conn.execute("select rowid, distance from temp.v where embedding match ? and k = 3",
+                     [qvecs[i % len(qvecs)].tobytes()]).fetchall()
+        times.append(time.perf_counter() - t)
+    conn.close()
+    return ms(times)
+
+
+# ---- accuracy on the HR scenario --------------------------------------------------------------------------
+
+OFF_TOPIC = [  # nothing to do with HR: retrieval should abstain
+    "What's the weather in Paris tomorrow?", "Book a meeting room for 3pm on Thursday.", "Reset my VPN password.",
+    "What is the capital of Australia?", "Order 20 pens and a whiteboard for the office.",
+    "Translate this email into German.", "How do I install Python on my laptop?",
+    "Which restaurants are near the office?", "Who won the football match yesterday?",
+    "Cancel my flight to Berlin next week.", "Write a poem about autumn.", "My monitor is flickering, can IT replace it?",
+    "What is the wifi password for guests?", "Where can I park my bike at the headquarters?",
+    "Convert 250 US dollars to euros.", "Schedule a call with the sales team for Monday.",
+    "How do I submit a purchase order for new software?", "Is the cafeteria open on Saturday?",
+    "What is our company's stock price today?", "Create a Jira ticket for the login bug.",
+    "Summarise the attached quarterly sales deck.", "Who is the supplier for our printer paper?", "Tell me a joke.",
+    "Recommend a good book on leadership.",
+]
+HR_UNCOVERED = [  # HR questions that none of the seven Routines handles: the hard case for abstention
+    "How many vacation days do Spanish employees get by law?", "Explain what a 401k is.",
+    "Change the bank account my salary is paid into.", "Enrol me in the company pension plan.",
+    "Submit my travel expense receipts from the Lisbon trip.", "Post a job opening for a senior data engineer.",
+    "Update my home address in the HR system.", "Which health insurance options do we offer?",
+]
+
+
+def hr_queries() -> dict[str, list[dict[str, Any]]]:
+    from scenarios.hr import load_queries
+
+    return {split: load_queries(split) for split in ("train", "test")}
+
+
+def accuracy(embedder: Embedder, workdir: Path) -> dict[str, Any]:
+    """Top-1 accuracy of every recipe on the HR train and test queries (retrieval over the 7 Routines), the
+    best-score distributions, and what the default threshold does with covered and uncovered questions."""
+    from memory.embeddings import RECIPES
+    from memory.retrieval import DEFAULT_THRESHOLD
+    from scenarios.hr import load_routines
+
+    queries = hr_queries()
+    vectors = {split: embedder.embed([q["query"] for q in qs]) for split, qs in queries.items()}
+    outside = {"off_topic": embedder.embed(OFF_TOPIC), "hr_uncovered": embedder.embed(HR_UNCOVERED)}
+    out: dict[str, Any] = {"routines": 7, "queries": {k: len(v) for k, v in queries.items()},
+                           "threshold": DEFAULT_THRESHOLD, "recipes": {}}
+    with ProcedureStore(workdir / "hr.sqlite") as store:
+        store.save_many(load_routines())
+        for recipe in RECIPES:
+            retriever = Retriever(store, embedder, recipe=recipe)
+            row: dict[str, Any] = {}
+            for split, qs in queries.items():
+                best = [retriever.search(v, 1)[0] for v in vectors[split]]
+                scores = np.array([s for _, s in best])
+                right = np.array([rid == q["routine_id"] for (rid, _), q in zip(best, qs)])
+                row[split] = {"top1": round(float(right.mean()), 4), "right": int(right.sum()), "n": len(qs),
+                              "best_score_p5": round(float(np.percentile(scores, 5)), 3),
+                              "best_score_p50": round(float(np.median(scores)), 3),
+                              "answered_at_threshold": round(float((scores >= DEFAULT_THRESHOLD).mean()), 4)}
+            for name, vecs in outside.items():
+                scores = np.array([retriever.search(v, 1)[0][1] for v in vecs])
+                row[name] = {"n": len(vecs), "max": round(float(scores.max()), 3),
+                             "p50": round(float(np.median(scores)), 3),
+                             "abstained_at_threshold": round(float((scores < DEFAULT_THRESHOLD).mean()), 4)}
+            out["recipes"][recipe] = row
+            if recipe == DEFAULT_RECIPE:
+                out["threshold_sweep"] = sweep(retriever, vectors, outside)
+            print(json.dumps({recipe: row}), flush=True)
+    return out
+
+
+def sweep(retriever: Retriever, vectors: dict[str, np.ndarray], outside: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Share of questions answered (not abstained) at several thresholds, default recipe."""
+    best = {name: np.array([retriever.search(v, 1)[0][1] for v in vecs])
+            for name, vecs in {**vectors, **outside}.items()}
+    return [{"threshold": t, **{f"{name}_answered": round(float((scores >= t).mean()), 3)
+                                for name, scores in best.items()}}
+            for t in (0.08, 0.10, 0.12, 0.15, 0.20, 0.25, 0.30)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--real-up-to", type=int, default=100, help="embed for real up to this many Routines")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--throughput-texts", type=int, default=256)
+    parser.add_argument("--part", choices=["all", "latency", "accuracy"], default="all")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "retrieval.json"))
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    t = time.perf_counter()
+    embedder = Embedder()
+    dim = embedder.dim
+    load_s = time.perf_counter() - t
+    results: dict[str, Any] = {
+        "command": "python benchmarks/bench_retrieval.py " + " ".join(sys.argv[1:]),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version(), "cpus": os.cpu_count(),
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "model": {"name": embedder.name, "dim": dim, "load_s": round(load_s, 2)},
+    }
+    out = Path(args.out)
+    if out.exists():  # keep the other part's numbers when running one part
+        results = {**json.loads(out.read_text()), **results}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.part in ("all", "accuracy"):
+            results["accuracy"] = {"command": results["command"], **accuracy(embedder, Path(tmp))}
+        if args.part in ("all", "latency"):
+            results["latency_command"] = results["command"]
+            results["embedding"] = embedding_throughput(embedder, args.throughput_texts)
+            print(json.dumps(results["embedding"]), flush=True)
+            results["sizes"] = [
+                bench_size(n, embedder, Path(tmp), real_vectors=n <= args.real_up_to, queries=args.queries)
+                for n in (int(s) for s in args.sizes.split(","))
+            ]
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out} in {results['total_s']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""``ProcedureStore``: Routines in SQLite, every saved version kept, with their embeddings (paper 3.4.1).
+
+Tables (created by the migrations below, each recorded in ``_migrations`` by name, as simonw/llm does):
+
+- ``routines``: one row per id with the latest version's name, description and step count;
+- ``routine_versions``: the full JSON of every version, with a hash of its content;
+- ``embeddings``: one float32 vector per (Routine, model, text recipe), with the hash of the embedded text
+  and the version it was computed from, so unchanged Routines are never embedded twice;
+- ``meta``: a ``revision`` counter bumped by every write, so readers can cache cheaply.
+
+Every write runs in one transaction: after a crash a Routine is either fully saved or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+from pydantic import ValidationError
+from sqlite_utils import Database
+
+from memory.errors import InvalidRoutineError, RoutineNotFoundError
+from routines.model import Routine
+from routines.validate import validate
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "routines.sqlite"
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+# ---- migrations ---------------------------------------------------------------------------------------
+
+Migration = Callable[[Database], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration; it runs once per database, in registration order."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_routines(db: Database) -> None:
+    db["routines"].create(
+        {"id": str, "name": str, "description": str, "latest_version": int, "n_steps": int,
+         "created_at": str, "updated_at": str},
+        pk="id",
+    )
+    db["routine_versions"].create(
+        {"routine_id": str, "version": int, "json": str, "content_hash": str, "created_at": str},
+        pk=("routine_id", "version"),
+    )
+
+
+@migration
+def m002_embeddings(db: Database) -> None:
+    db["embeddings"].create(
+        {"routine_id": str, "model": str, "recipe": str, "version": int, "content_hash": str, "dim": int,
+         "vector": bytes, "updated_at": str},
+        pk=("routine_id", "model", "recipe"),
+    )
+    db["embeddings"].create_index(["model", "recipe"])
+
+
+@migration
+def m003_revision(db: Database) -> None:
+    db["meta"].create({"key": str, "value": int}, pk="key")
+    db["meta"].insert({"key": "revision", "value": 0})
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply the migrations this database has not seen yet; return their names."""
+    if "_migrations" not in db.table_names():
+        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    done = {row["name"] for row in db["_migrations"].rows}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        with db.atomic():
+            fn(db)
+            db["_migrations"].insert({"name": fn.__name__, "applied_at": _now()})
+        log.info("applied migration %s", fn.__name__)
+        applied.append(fn.__name__)
+    return applied
+
+
+# ---- helpers ------------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def slugify(text: str) -> str:
+    """An id from a name: ``"Salary enquiry"`` -> ``"salary-enquiry"``."""
+    slug = re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-._")
+    return slug
+
+
+def content_hash(routine: Routine) -> str:
+    """Hash of a Routine's content, version number excluded."""
+    data = routine.model_dump(exclude_none=True, exclude={"version"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def file_name(routine_id: str) -> str:
+    """The export file name of a Routine id (``/`` of flattened variants becomes ``__``)."""
+    return routine_id.replace("/", "__") + ".json"
+
+
+@dataclass(frozen=True)
+class RoutineInfo:
+    """One stored Routine as listed: its latest version's summary."""
+
+    id: str
+    name: str
+    description: str
+    version: int
+    steps: int
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class StoredVector:
+    routine_id: str
+    version: int
+    content_hash: str
+
+
+# ---- the store ----------------------------------------------------------------------------------------
+
+
+class ProcedureStore:
+    """Routines with versions and embeddings in one SQLite file (or ``":memory:"``)."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.path)
+        if self.path != ":memory:":
+            self.db.enable_wal()
+        migrate(self.db)
+
+    @classmethod
+    def open(cls, data_dir: str | Path) -> ProcedureStore:
+        """The store file ``routines.sqlite`` inside ``data_dir`` (created if missing)."""
+        return cls(Path(data_dir).expanduser() / STORE_FILE)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- reading --------------------------------------------------------------------------------------
+    @property
+    def revision(self) -> int:
+        """Bumped by every write; equal revisions mean equal contents."""
+        row = self.db.execute("select value from meta where key = 'revision'").fetchone()
+        return int(row[0])
+
+    def __len__(self) -> int:
+        return int(self.db.execute("select count(*) from routines").fetchone()[0])
+
+    def __contains__(self, routine_id: object) -> bool:
+        return self.db.execute("select 1 from routines where id = ?", [routine_id]).fetchone() is not None
+
+    def ids(self) -> list[str]:
+        return [r[0] for r in self.db.execute("select id from routines order by id")]
+
+    def list(self) -> list[RoutineInfo]:
+        rows = self.db.execute(
+            "select id, name, description, latest_version, n_steps, updated_at from routines order by id"
+        )
+        return [RoutineInfo(*row) for row in rows]
+
+    def get(self, routine_id: str, version: int | None = None) -> Routine:
+        """The latest version of a Routine, or the given one."""
+        if version is None:
+            row = self.db.execute(
+                "select v.json from routines r join routine_versions v "
+                "on v.routine_id = r.id and v.version = r.latest_version where r.id = ?",
+                [routine_id],
+            ).fetchone()
+        else:
+            row = self.db.execute(
+                "select json from routine_versions where routine_id = ? and version = ?", [routine_id, version]
+            ).fetchone()
+        if row is None:
+            if version is not None and routine_id in self:
+                raise RoutineNotFoundError(routine_id, version)
+            raise RoutineNotFoundError(routine_id, known=self.ids())
+        return Routine.model_validate_json(row[0])
+
+    def versions(self, routine_id: str) -> list[int]:
+        rows = self.db.execute(
+            "select version from routine_versions where routine_id = ? order by version", [routine_id]
+        ).fetchall()
+        if not rows:
+            raise RoutineNotFoundError(routine_id, known=self.ids())
+        return [r[0] for r in rows]
+
+    def latest(self, ids: Iterable[str] | None = None) -> Iterator[Routine]:
+        """The latest version of every Routine (or of the given ids), in id order."""
+        sql = ("select v.json from routines r join routine_versions v "
+               "on v.routine_id = r.id and v.version = r.latest_version")
+        if ids is None:
+            for (text,) in self.db.execute(sql + " order by r.id"):
+                yield Routine.model_validate_json(text)
+            return
+        wanted = sorted(ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = sql + f" where r.id in ({','.join('?' * len(chunk))}) order by r.id"
+            for (text,) in self.db.execute(query, chunk):
+                yield Routine.model_validate_json(text)
+
+    # ---- writing --------------------------------------------------------------------------------------
+    def save(self, routine: Routine | dict[str, Any] | list[Any], *, tools: Sequence[Any] = ()) -> Routine:
+        """Validate and store a Routine as a new version; return it with ``id`` and ``version`` set.
+
+        Without an ``id`` the id is derived from the name. Saving content identical to the latest version
+        stores nothing and returns that version. With ``tools``, tool names and arguments are checked too.
+        Raises :class:`InvalidRoutineError` (nothing stored) when validation finds errors."""
+        with self.db.atomic():
+            saved = self._save(self._prepare(routine, tools=tools))
+            self._bump()
+        return saved
+
+    def save_many(
+        self, routines: Iterable[Routine | dict[str, Any] | list[Any]], *, tools: Sequence[Any] = ()
+    ) -> list[Routine]:
+        """Save several Routines all-or-nothing: one invalid Routine and none is stored."""
+        prepared = [self._prepare(r, tools=tools) for r in routines]
+        with self.db.atomic():
+            saved = [self._save(r) for r in prepared]
+            self._bump()
+        return saved
+
+    def delete(self, routine_id: str) -> int:
+        """Remove a Routine with all its versions and embeddings; return how many versions were removed."""
+        with self.db.atomic():
+            n = len(self.versions(routine_id))
+            for table in ("routine_versions", "embeddings"):
+                self.db.execute(f"delete from {table} where routine_id = ?", [routine_id])
+            self.db.execute("delete from routines where id = ?", [routine_id])
+            self._bump()
+        return n
+
+    def _prepare(self, data: Routine | dict[str, Any] | list[Any], *, tools: Sequence[Any], source: str = "") -> Routine:
+        where = f"{source}: " if source else ""
+        try:
+            routine = data if isinstance(data, Routine) else Routine.from_data(data)
+        except ValidationError as exc:
+            details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:6])
+            raise InvalidRoutineError(f"{where}not a Routine: {details}") from None
+        routine_id = routine.id or slugify(routine.name)
+        if not routine_id:
+            raise InvalidRoutineError(f"{where}the Routine has neither an id nor a name; give it one of them")
+        if not ID_RE.match(routine_id):
+            raise InvalidRoutineError(
+                f"{where}Routine id {routine_id!r} may only hold letters, digits and . _ / - (e.g. 'hr.salary')",
+                routine_id=routine_id,
+            )
+        report = validate(routine, tools)
+        if not report.ok:
+            lines = "\n".join(f"  {f}" for f in report.errors)
+            raise InvalidRoutineError(
+                f"{where}Routine {routine_id!r} was not saved, it has errors:\n{lines}",
+                routine_id=routine_id,
+                findings=report.errors,
+            )
+        return routine.model_copy(update={"id": routine_id})
+
+    def _save(self, routine: Routine) -> Routine:
+        assert routine.id is not None
+        digest = content_hash(routine)
+        now = _now()
+        row = self.db.execute(
+            "select r.latest_version, v.content_hash from routines r join routine_versions v "
+            "on v.routine_id = r.id and v.version = r.latest_version where r.id = ?",
+            [routine.id],
+        ).fetchone()
+        if row is not None and row[1] == digest:
+            log.info("Routine %s unchanged, still version %s", routine.id, row[0])
+            return routine.model_copy(update={"version": row[0]})
+        version = 1 if row is None else row[0] + 1
+        saved = routine.model_copy(update={"version": version})
+        self.db["routine_versions"].insert(
+            {"routine_id": saved.id, "version": version, "json": saved.model_dump_json(exclude_none=True),
+             "content_hash": digest, "created_at": now}
+        )
+        summary = {"name": saved.name, "description": saved.description, "latest_version": version,
+                   "n_steps": len(saved.steps), "updated_at": now}
+        if row is None:
+            self.db["routines"].insert({"id": saved.id, "created_at": now, **summary})
+        else:
+            self.db["routines"].update(saved.id, summary)
+        log.info("saved Routine %s version %d", saved.id, version)
+        return saved
+
+    def _bump(self) -> None:
+        self.db.execute("update meta set value = value + 1 where key = 'revision'")
+
+    # ---- import / export ------------------------------------------------------------------------------
+    def import_dir(self, directory: str | Path, *, tools: Sequence[Any] = ()) -> list[Routine]:
+        """Save every ``*.json`` Routine of a directory, all-or-nothing. A file without id or name gets the
+        file name (without ``.json``) as id."""
+        if not Path(directory).is_dir():
+            raise InvalidRoutineError(f"{directory} is not a directory of Routine JSON files")
+        files = sorted(Path(directory).glob("*.json"))
+        prepared = []
+        for path in files:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise InvalidRoutineError(f"{path.name}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+            if isinstance(data, list):
+                data = {"steps": data}
+            if isinstance(data, dict) and not data.get("id") and not data.get("name"):
+                data["id"] = path.stem.replace("__", "/")
+            prepared.append(self._prepare(data, tools=tools, source=path.name))
+        with self.db.atomic():
+            saved = [self._save(r) for r in prepared]
+            self._bump()
+        return saved
+
+    def export_dir(self, directory: str | Path) -> list[Path]:
+        """Write the latest version of every Routine to ``<id>.json`` in ``directory``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for routine in self.latest():
+            assert routine.id is not None
+            path = out / file_name(routine.id)
+            path.write_text(routine.to_json() + "\n", encoding="utf-8")
+            written.append(path)
+        return written
+
+    # ---- embeddings -----------------------------------------------------------------------------------
+    def embedding_state(self, model: str, recipe: str) -> list[tuple[str, int, StoredVector | None]]:
+        """For every Routine: (id, latest version, what is stored for this model and recipe, if anything)."""
+        rows = self.db.execute(
+            "select r.id, r.latest_version, e.version, e.content_hash from routines r left join embeddings e "
+            "on e.routine_id = r.id and e.model = ? and e.recipe = ? order by r.id",
+            [model, recipe],
+        )
+        return [(rid, latest, StoredVector(rid, ver, digest) if ver is not None else None)
+                for rid, latest, ver, digest in rows]
+
+    def put_embeddings(
+        self, model: str, recipe: str, rows: Sequence[tuple[str, int, str, np.ndarray | None]]
+    ) -> None:
+        """Store (id, version, content hash, vector) rows. A ``None`` vector keeps the stored vector and only
+        records that ``version`` has the same embedded text (same content hash)."""
+        now = _now()
+        with self.db.atomic():
+            for rid, version, digest, vector in rows:
+                if vector is None:
+                    self.db.execute(
+                        "update embeddings set version = ?, updated_at = ? where routine_id = ? and model = ? "
+                        "and recipe = ? and content_hash = ?",
+                        [version, now, rid, model, recipe, digest],
+                    )
+                    continue
+                vec = np.ascontiguousarray(vector, dtype=np.float32)
+                self.db["embeddings"].upsert(
+                    {"routine_id": rid, "model": model, "recipe": recipe, "version": version,
+                     "content_hash": digest, "dim": int(vec.shape[0]), "vector": vec.tobytes(), "updated_at": now},
+                    pk=("routine_id", "model", "recipe"),
+                )
+            self._bump()
+
+    def embedding_matrix(self, model: str, recipe: str) -> tuple[list[str], np.ndarray]:
+        """Ids and the (n, dim) float32 matrix of the stored vectors of current Routines."""
+        rows = self.db.execute(
+            "select e.routine_id, e.dim, e.vector from embeddings e join routines r on r.id = e.routine_id "
+            "where e.model = ? and e.recipe = ? order by e.routine_id",
+            [model, recipe],
+        ).fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        dim = rows[0][1]
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return [r[0] for r in rows], matrix
+

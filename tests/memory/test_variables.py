@@ -1,0 +1,144 @@
+"""Variable memory: long values go behind ``memory_*`` keys, and keys come back as the real, typed values."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memory.variables import VariableMemory
+
+MEMBERS = [f"Member {i:02d}" for i in range(40)]
+LIST_PARAM = {"type": "array", "items": {"type": "string"}}
+TEXT_PARAM = {"type": "string"}
+
+
+def test_a_long_field_becomes_a_key_and_short_fields_stay() -> None:
+    memory = VariableMemory(threshold=100)
+    shown = memory.compress({"team": "red", "members": MEMBERS}, hint="list_team")
+    assert shown == {"team": "red", "members": "memory_members"}
+    assert memory.values == {"memory_members": MEMBERS}
+
+
+def test_a_short_result_is_shown_unchanged_and_nothing_is_stored() -> None:
+    memory = VariableMemory(threshold=100)
+    assert memory.compress({"employee_id": "E-1", "role": "hr"}) == {"employee_id": "E-1", "role": "hr"}
+    assert memory.compress("a short text") == "a short text"
+    assert memory.values == {}
+
+
+def test_a_long_result_that_is_not_an_object_is_stored_whole_under_the_tool_hint() -> None:
+    memory = VariableMemory(threshold=100)
+    assert memory.compress(MEMBERS, hint="list_team") == "memory_list_team"
+    assert memory.compress("policy text " * 30, hint="get-policy text") == "memory_get_policy_text"
+
+
+def test_an_object_of_many_medium_fields_keeps_its_short_fields_in_sight() -> None:
+    memory = VariableMemory(threshold=200, preview_chars=40)
+    result = {"employee_id": "E-1", "a": "x" * 90, "b": "y" * 120, "c": "z" * 60, "d": "w" * 30}
+    shown = memory.compress(result, hint="report")
+    # The longest fields become keys until the object is short; the id (what the next step needs) stays.
+    assert shown == {"employee_id": "E-1", "a": "memory_a", "b": "memory_b", "c": "z" * 60, "d": "w" * 30}
+    assert memory.resolve(shown) == result
+
+
+def test_fields_that_a_key_and_preview_would_not_shorten_are_never_stored() -> None:
+    memory = VariableMemory(threshold=200, preview_chars=80)
+    result = {f"field{i}": "x" * 150 for i in range(3)}  # long together, each under twice a preview
+    assert memory.compress(result, hint="report") == result
+    assert memory.values == {}
+
+
+def test_keys_are_unique_and_the_same_value_keeps_its_key() -> None:
+    memory = VariableMemory(threshold=10)
+    first = memory.put(MEMBERS, "members")
+    second = memory.put(MEMBERS[::-1], "members")
+    again = memory.put(list(MEMBERS), "members")
+    assert (first, second, again) == ("memory_members", "memory_members_2", "memory_members")
+
+
+def test_the_preview_is_short_and_says_how_long_the_value_is() -> None:
+    memory = VariableMemory(threshold=10, preview_chars=40)
+    key = memory.put(MEMBERS, "members")
+    preview = memory.previews()[key]
+    assert preview.startswith('["Member 00", "Member 01"')
+    assert len(preview) < 80
+    assert f"({len(json.dumps(MEMBERS)):,} characters)" in preview
+
+
+def test_a_whole_value_key_resolves_to_the_stored_list_with_its_type() -> None:
+    memory = VariableMemory(threshold=10)
+    key = memory.put(MEMBERS, "members")
+    assert memory.resolve_args({"members": key}, {"properties": {"members": LIST_PARAM}}) == {"members": MEMBERS}
+    assert memory.resolve(f"  {key} ") == MEMBERS  # stray spaces around the key
+
+
+def test_a_list_passed_to_a_string_parameter_arrives_as_json_text() -> None:
+    memory = VariableMemory(threshold=10)
+    key = memory.put(MEMBERS, "members")
+    text = memory.resolve(key, TEXT_PARAM)
+    assert isinstance(text, str) and json.loads(text) == MEMBERS
+
+
+def test_stored_json_text_passed_to_an_array_parameter_arrives_as_a_list() -> None:
+    memory = VariableMemory(threshold=10)
+    key = memory.put(json.dumps(MEMBERS), "members")
+    assert memory.resolve(key, LIST_PARAM) == MEMBERS
+    assert memory.resolve(key, {"anyOf": [LIST_PARAM, {"type": "null"}]}) == MEMBERS
+
+
+def test_a_key_inside_a_longer_string_is_replaced_by_the_value_text() -> None:
+    memory = VariableMemory(threshold=10)
+    members = memory.put(MEMBERS, "members")
+    policy = memory.put("Leave is 25 days a year. " * 5, "policy")
+    text = memory.resolve(f"Team: {members}. Policy: {policy}", TEXT_PARAM)
+    assert text == f"Team: {json.dumps(MEMBERS)}. Policy: {'Leave is 25 days a year. ' * 5}"
+
+
+def test_keys_nested_in_objects_and_lists_are_resolved_with_their_schemas() -> None:
+    memory = VariableMemory(threshold=10)
+    key = memory.put(MEMBERS, "members")
+    schema = {"properties": {"data": {"type": "object", "properties": {"who": TEXT_PARAM, "all": LIST_PARAM}}}}
+    resolved = memory.resolve_args({"data": {"who": key, "all": key, "n": 3}}, schema)
+    assert resolved == {"data": {"who": json.dumps(MEMBERS), "all": MEMBERS, "n": 3}}
+    assert memory.resolve([key, "plain"]) == [MEMBERS, "plain"]
+
+
+def test_unknown_keys_are_found_anywhere_in_the_arguments() -> None:
+    memory = VariableMemory(threshold=10)
+    memory.put(MEMBERS, "members")
+    args = {"a": "memory_members", "b": ["memory_team"], "c": {"d": "see memory_policy and memory_members"}, "e": 3}
+    assert memory.unknown_keys(args) == ["memory_team", "memory_policy"]
+
+
+def test_encode_writes_stored_values_as_their_keys_like_a_model_would() -> None:
+    memory = VariableMemory(threshold=10)
+    key = memory.put(MEMBERS, "members")
+    assert memory.encode({"members": MEMBERS, "team": "red"}) == {"members": key, "team": "red"}
+    assert memory.encode({"data": {"people": MEMBERS}}) == {"data": {"people": key}}
+    assert memory.encode({"short": ["a"]}) == {"short": ["a"]}
+
+
+def test_keys_never_cross_runs() -> None:
+    first, second = VariableMemory(threshold=10), VariableMemory(threshold=10)
+    key = first.put(MEMBERS, "members")
+    assert second.unknown_keys({"members": key}) == [key]
+    assert second.resolve(key) == key  # another run's key is just text there
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(result=st.dictionaries(st.text(min_size=1, max_size=10), JSON, max_size=6))
+def test_what_the_model_sees_resolves_back_to_the_tool_output(result: dict[str, Any]) -> None:
+    memory = VariableMemory(threshold=40)
+    shown = memory.compress(result, hint="tool")
+    assert memory.resolve(shown) == result
+    assert memory.resolve(memory.encode(result)) == result
