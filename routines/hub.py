@@ -144,7 +144,7 @@ class _Connection:
         if client is not None:
             try:
                 await client.__aexit__(None, None, None)
-            except Exception as exc:  # a dead connection fails to close in transport-specific ways; it is gone
+            except Exception as exc:  # noqa: BLE001 - a dead connection fails to close in transport-specific ways
                 log.debug("closing %s: %s", self.name, exc)
 
 

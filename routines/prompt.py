@@ -87,15 +87,15 @@ def build_system_prompt(
     """The system prompt as the executor sees it at one step. ``variables``: memory key -> preview."""
     with_routine = options.with_routine and bool(routines)
     out = [options.role, "", _RULES_WITH_ROUTINE if with_routine else _RULES_WITHOUT_ROUTINE, ""]
-    if system:
-        out.append("# System parameters")
-        out.extend(f"- {SYSTEM_PARAM_LABELS.get(k, k.replace('_', ' '))}: {v}" for k, v in system.items())
-        out.append("")
     out += ["# Tools", "You can call these tools (JSON signatures inside <tools></tools>):", "<tools>"]
     out.extend(tool_line(t) for t in tools)
     out += ["</tools>", "", _OUTPUT_FORMAT, ""]
     if with_routine:
         out += ["# Routine", "<routines>", render_routines(routines, options), "</routines>", ""]
+    if system:  # after the shared parts: runs of one Routine for different users share the prefix up to here
+        out.append("# System parameters")
+        out.extend(f"- {SYSTEM_PARAM_LABELS.get(k, k.replace('_', ' '))}: {v}" for k, v in system.items())
+        out.append("")
     out += ["# Variables", "Long values stored during this task, by key (a preview of each):", "<variables>"]
     out.extend(f"{key}: {preview}" for key, preview in (variables or {}).items())
     out += ["</variables>"]

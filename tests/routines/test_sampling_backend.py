@@ -11,7 +11,12 @@ from fastmcp import Client, Context, FastMCP
 from fastmcp.exceptions import ToolError
 
 from routines.backends.base import Message
-from routines.backends.sampling import SamplingBackend, SamplingRequest, SamplingUnavailable, to_sampling_request
+from routines.backends.sampling import (
+    SamplingBackend,
+    SamplingRequest,
+    SamplingUnavailable,
+    to_sampling_request,
+)
 from routines.backends.scripted import call_text
 from routines.executor import Executor
 from routines.hub import ToolHub

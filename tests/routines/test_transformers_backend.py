@@ -135,9 +135,6 @@ SYSTEM = (
     + "\n".join(json.dumps(t.as_dict()) for t in (SALARY, SEARCH))
     + '\nReply with <tool_call>{"name": ..., "arguments": {...}}</tool_call>.'
 )
-# One thread: the test machine's two cores are shared, and two OpenMP threads on a busy machine mostly wait
-# for each other (10x slower measured); results do not depend on it.
-THREADS = 1
 QUERIES = [
     "What does Ada Lovelace earn?",
     "Find Grace Hopper.",
@@ -157,7 +154,7 @@ def conversation(query: str, *history: tuple[str, str]) -> list[Message]:
 def backend() -> Any:
     from routines.backends.transformers import TransformersBackend
 
-    b = TransformersBackend(threads=THREADS)
+    b = TransformersBackend()
     assert b.loaded.decoder.vocab_size > 0  # load once for the module (seconds)
     return b
 
@@ -166,7 +163,7 @@ def backend() -> Any:
 def test_greedy_output_is_deterministic(backend: Any) -> None:
     from routines.backends.transformers import TransformersBackend
 
-    fresh = TransformersBackend(threads=THREADS, prefix_reuse=False)
+    fresh = TransformersBackend(prefix_reuse=False)
     first, second = (fresh.generate([conversation(QUERIES[0])], max_tokens=24)[0] for _ in range(2))
     assert first.text == second.text and first.output_tokens == second.output_tokens > 0
     assert first.meta["constrained"] is False and first.prompt_tokens > 100
@@ -180,10 +177,10 @@ def test_prefix_reuse_gives_the_same_text_as_a_fresh_run(backend: Any) -> None:
     step2 = conversation(
         QUERIES[0], (call_text("search_employee", {"name": "Ada Lovelace"}), '{"employee_id": "E7"}')
     )
-    reused = TransformersBackend(threads=THREADS)
+    reused = TransformersBackend()
     reused.generate([step1], max_tokens=24)
     second = reused.generate([step2], max_tokens=24)[0]
-    fresh = TransformersBackend(threads=THREADS, prefix_reuse=False).generate([step2], max_tokens=24)[0]
+    fresh = TransformersBackend(prefix_reuse=False).generate([step2], max_tokens=24)[0]
     assert second.meta["reused_prompt_tokens"] > 100  # the system prompt and query were not computed again
     assert fresh.meta["reused_prompt_tokens"] == 0
     assert second.text == fresh.text
@@ -199,7 +196,7 @@ async def test_batch_equals_one_by_one(backend: Any) -> None:
         conversation(QUERIES[0], (call_text("search_employee", {"name": "Ada"}), '{"id": "E7"}'))
     )
     batch = await backend.complete_batch(conversations, max_tokens=20)
-    one_by_one = TransformersBackend(threads=THREADS, prefix_reuse=False)
+    one_by_one = TransformersBackend(prefix_reuse=False)
     singles = [await one_by_one.complete(c, max_tokens=20) for c in conversations]
     assert [c.text for c in batch] == [c.text for c in singles]
     assert {c.meta["batch_size"] for c in batch} == {len(conversations)}
@@ -237,7 +234,7 @@ def test_lora_adapter_is_merged_into_a_copy(backend: Any, tmp_path: Path) -> Non
     config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(copy.deepcopy(base), config).save_pretrained(tmp_path, save_embedding_layers=False)
 
-    tuned = TransformersBackend(threads=THREADS, adapter=tmp_path)
+    tuned = TransformersBackend(adapter=tmp_path)
     merged = tuned.loaded.model.model.layers[0].self_attn.q_proj.weight
     assert not torch.equal(merged, before)
     assert torch.equal(base.model.layers[0].self_attn.q_proj.weight, before)  # the shared base is untouched
