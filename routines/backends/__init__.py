@@ -37,6 +37,14 @@ def create_backend(kind: str, **options: Any) -> Backend | None:
 
 
 __all__ = [
-    "Backend", "BaseBackend", "Completion", "Constraint", "Message", "ToolSpec", "ScriptedBackend", "call_text",
-    "create_backend", "KINDS",
+    "KINDS",
+    "Backend",
+    "BaseBackend",
+    "Completion",
+    "Constraint",
+    "Message",
+    "ScriptedBackend",
+    "ToolSpec",
+    "call_text",
+    "create_backend",
 ]

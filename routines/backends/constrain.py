@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from routines.backends.base import Constraint, ToolSpec
+from routines.backends.schema import NO_CLOSING_TAG, cap_schema
 
 logger = logging.getLogger(__name__)
 
@@ -41,54 +42,12 @@ JSON_OPTIONS: dict[str, Any] = {
 }
 """llguidance JSON options (``x-guidance``): canonical separators, no free whitespace."""
 
-_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-_SCHEMA_MAPS = ("$defs", "definitions", "patternProperties")
-
-
 class ConstraintError(ValueError):
     """The constraint cannot be turned into a grammar (no tools, a schema llguidance rejects). The caller
     must fix the tools or schema it passed."""
 
 
-NO_CLOSING_TAG = "^([^<]|<[^/])*<?$"
-"""A string pattern without ``</``: inside a call, a string holding ``</tool_call>`` would end the call
-for every parser that looks for the closing tag (the small model does try to write one there)."""
 
-
-def cap_schema(schema: Any, max_string_length: int, *, string_pattern: str | None = None) -> Any:
-    """A copy of ``schema`` with every free string capped at ``max_string_length`` characters (and given
-    ``string_pattern`` unless it has a pattern) and ``additionalProperties: false`` on every object that
-    declares ``properties``."""
-    if not isinstance(schema, Mapping):
-        return schema  # ``true``/``false`` schemas
-
-    def cap(sub: Any) -> Any:
-        return cap_schema(sub, max_string_length, string_pattern=string_pattern)
-
-    out: dict[str, Any] = dict(schema)
-    declared = out.get("type")
-    types = declared if isinstance(declared, list) else [declared]
-    if "string" in types and "enum" not in out and "const" not in out:
-        out["maxLength"] = min(int(out.get("maxLength", max_string_length)), max_string_length)
-        if string_pattern and "pattern" not in out and "format" not in out:
-            out["pattern"] = string_pattern
-    if isinstance(out.get("properties"), Mapping):
-        out["properties"] = {k: cap(v) for k, v in out["properties"].items()}
-        out["additionalProperties"] = False
-    elif isinstance(out.get("additionalProperties"), Mapping):
-        out["additionalProperties"] = cap(out["additionalProperties"])
-    items = out.get("items")
-    if isinstance(items, Mapping):
-        out["items"] = cap(items)
-    elif isinstance(items, list):
-        out["items"] = [cap(s) for s in items]
-    for key in _SCHEMA_LISTS:
-        if isinstance(out.get(key), list):
-            out[key] = [cap(s) for s in out[key]]
-    for key in _SCHEMA_MAPS:
-        if isinstance(out.get(key), Mapping):
-            out[key] = {k: cap(v) for k, v in out[key].items()}
-    return out
 
 
 def _arguments_schema(tool: ToolSpec, max_string_length: int) -> dict[str, Any]:
