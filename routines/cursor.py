@@ -63,9 +63,7 @@ class Cursor:
         else:
             self._branch = None
             self._main = next(i for i, s in enumerate(self._mains) if s.step == step.step) + 1
-        if step.type == "finish":
-            self.finished = True
-        elif not self.candidates():
+        if step.type == "finish" or not self.candidates():
             self.finished = True
 
     def branch_point(self, step: Step) -> str | None:

@@ -50,7 +50,7 @@ class ExecutorConfig:
     max_retries: int = 2
     """Bad calls fed back to the model for one step before the run fails."""
     memory_threshold: int = 256
-    prompt: PromptOptions = PromptOptions()
+    prompt: PromptOptions = field(default_factory=PromptOptions)
     tools_in_prompt: Literal["all", "routine"] = "all"
     constrain: bool = False
     """Ask the backend to constrain decoding to a call of the allowed tools (when it can)."""

@@ -10,8 +10,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from server.cli import routine_cmds, run_cmds, serve_cmds
-from server.cli import store_cmds
+from server.cli import routine_cmds, run_cmds, serve_cmds, store_cmds
 
 app = typer.Typer(
     name="routine",

@@ -77,8 +77,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option(help="Report folder (default: <data dir>/evals/<scenario>/report).")] = None,
         data_dir: Annotated[Path | None, typer.Option(help="Data directory (default: ROUTINE_DATA_DIR).")] = None,
         concurrency: Annotated[int, typer.Option(help="Requests in flight (HTTP backends).")] = 8,
-        chunk: Annotated[int, typer.Option(help="Samples per batch call (local backend).")] = 48,
-        max_batch: Annotated[int, typer.Option(help="Sequences decoded together (local backend).")] = 16,
+        chunk: Annotated[int, typer.Option(help="Samples per batch call (local backend).")] = 96,
+        max_batch: Annotated[int, typer.Option(help="Sequences decoded together (local backend).")] = 48,
         threads: Annotated[int | None, typer.Option(
             help="Torch threads (local backend; 1 is faster on a machine busy with other work).")] = None,
         max_tokens: Annotated[int, typer.Option(help="Most tokens per output.")] = RunOptions().max_tokens,
