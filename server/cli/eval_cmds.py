@@ -105,8 +105,8 @@ def register(app: typer.Typer) -> None:
             parts = ["routine", "eval", "--scenario", scenario, "--split", split, "--config", cfg.name, "--backend", kind]
             for flag, value in (("--model", model), ("--base-url", base_url), ("--adapter", adapter),
                                 ("--replies", replies), ("--limit", limit), ("--out", out),
-                                ("--max-tokens", max_tokens if max_tokens != RunOptions().max_tokens else None),
-                                ("--threads", threads)):
+                                ("--data-dir", data_dir), ("--threads", threads),
+                                ("--max-tokens", max_tokens if max_tokens != RunOptions().max_tokens else None)):
                 if value is not None:
                     parts += [flag, str(value)]
             parts += ["--seed", str(seed), "--shuffle", shuffle] + (["--constrain"] if constrain else [])

@@ -1,0 +1,369 @@
+"""Trajectories and their decomposition into per-step test samples (paper 5.1.2, design 4.4).
+
+A **trajectory** is one gold query run to its end by the executor in ``bound`` mode through the scenario's
+own servers, so every observation and every variable-memory preview is exactly what a model would have
+seen at run time. Trajectories are checked against the scenario's gold calls and cached as JSONL under the
+data directory (keyed by a fingerprint of the gold data, the Routines and the memory threshold).
+
+A **sample** is one call of a trajectory: the system prompt as it stood before that call (variables
+included), the query and the turns before it, the tool list in a seeded random order, the expected call and
+the names of its free-text parameters. The prompt comes from :func:`routines.prompt.build_system_prompt`,
+the builder the executor itself uses, so a sample's messages are byte for byte what the executor sends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from routines.backends.base import Message, ToolSpec
+from routines.calls import ToolCall
+from routines.errors import CallerError
+from routines.executor import Executor, ExecutorConfig
+from routines.model import Routine
+from routines.prompt import PromptOptions, Turn, build_messages, build_system_prompt
+
+log = logging.getLogger(__name__)
+
+Shuffle = Literal["per-routine", "per-query", "per-sample", "none"]
+SHUFFLES: tuple[str, ...] = ("per-routine", "per-query", "per-sample", "none")
+DEFAULT_SHUFFLE: Shuffle = "per-routine"
+"""Measured in docs/evaluation.md: one order per Routine lets the samples of all queries of a Routine share
+their prompt prefix (tools and Routine) in the embedded backend's KV cache."""
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrajectoryCall:
+    """One call of a trajectory with what the model saw before it."""
+
+    step: str
+    name: str
+    arguments: dict[str, Any]
+    """Model-facing: long values appear as their ``memory_*`` keys."""
+    observation: str
+    variables_before: dict[str, str]
+    free_text: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "name": self.name, "arguments": self.arguments, "observation": self.observation,
+            "variables_before": self.variables_before, "free_text": list(self.free_text),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrajectoryCall:
+        return cls(
+            step=str(data["step"]), name=data["name"], arguments=dict(data["arguments"]),
+            observation=data["observation"], variables_before=dict(data.get("variables_before") or {}),
+            free_text=tuple(data.get("free_text") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One query and the calls that answer it."""
+
+    query_id: str
+    query: str
+    routine_id: str
+    variant: str | None
+    system: dict[str, Any]
+    """System parameters as the run had them (``user_id``)."""
+    calls: tuple[TrajectoryCall, ...]
+    answer: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "query_id": self.query_id, "query": self.query, "routine_id": self.routine_id, "variant": self.variant,
+            "system": self.system, "inputs": self.inputs, "answer": self.answer,
+            "calls": [c.as_dict() for c in self.calls],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Trajectory:
+        return cls(
+            query_id=data["query_id"], query=data["query"], routine_id=data["routine_id"],
+            variant=data.get("variant"), system=dict(data.get("system") or {}),
+            calls=tuple(TrajectoryCall.from_dict(c) for c in data["calls"]), answer=data.get("answer"),
+            inputs=dict(data.get("inputs") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One per-step test sample."""
+
+    id: str
+    query_id: str
+    index: int
+    """Position of the call in its trajectory (0-based)."""
+    step: str
+    routine_id: str
+    variant: str | None
+    system_prompt: str
+    query: str
+    history: tuple[Turn, ...]
+    tools: tuple[ToolSpec, ...]
+    expected: ToolCall
+    free_text: tuple[str, ...] = ()
+    config: str = ""
+
+    def messages(self) -> list[Message]:
+        """The conversation as the executor sends it to the model at this step."""
+        return build_messages(self.system_prompt, self.query, self.history)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything but the (long) prompt: what a report keeps of a sample."""
+        return {
+            "id": self.id, "query_id": self.query_id, "index": self.index, "step": self.step,
+            "routine_id": self.routine_id, "variant": self.variant, "config": self.config,
+            "expected": self.expected.as_dict(), "free_text": list(self.free_text),
+        }
+
+
+# ---- decomposition --------------------------------------------------------------------------------
+
+RoutinesFor = Callable[[Trajectory], Sequence[Routine | str]]
+
+
+def order_tools(tools: Sequence[ToolSpec], seed: int, key: str) -> tuple[ToolSpec, ...]:
+    """``tools`` in a random order that depends only on ``seed`` and ``key``."""
+    shuffled = list(tools)
+    random.Random(f"{seed}:{key}").shuffle(shuffled)
+    return tuple(shuffled)
+
+
+def decompose(
+    trajectories: Sequence[Trajectory],
+    tools: Sequence[ToolSpec],
+    *,
+    routines: RoutinesFor | None,
+    options: PromptOptions | None = None,
+    seed: int = 0,
+    shuffle: Shuffle = DEFAULT_SHUFFLE,
+    config: str = "",
+) -> list[Sample]:
+    """One sample per call of every trajectory. ``routines`` gives the Routine(s) (or text) the prompt shows
+    for a trajectory (``None``: no Routine); ``shuffle`` gives the tool list one seeded random order per
+    Routine, per query or per sample, or keeps the servers' order (``none``, as the executor lists them)."""
+    if shuffle not in SHUFFLES:
+        raise CallerError(f"unknown tool shuffle {shuffle!r}; use one of {', '.join(SHUFFLES)}")
+    options = options or PromptOptions()
+    samples: list[Sample] = []
+    for traj in trajectories:
+        shown = list(routines(traj)) if routines is not None else []
+        key = traj.routine_id if shuffle == "per-routine" else traj.query_id
+        query_tools = tuple(tools) if shuffle == "none" else order_tools(tools, seed, key)
+        history: list[Turn] = []
+        for index, call in enumerate(traj.calls):
+            step_tools = order_tools(tools, seed, f"{traj.query_id}/{index}") if shuffle == "per-sample" else query_tools
+            prompt = build_system_prompt(
+                routines=shown, tools=step_tools, variables=call.variables_before, system=traj.system, options=options
+            )
+            expected = ToolCall(call.name, call.arguments)
+            samples.append(
+                Sample(
+                    id=f"{traj.query_id}/{index}", query_id=traj.query_id, index=index, step=call.step,
+                    routine_id=traj.routine_id, variant=traj.variant, system_prompt=prompt, query=traj.query,
+                    history=tuple(history), tools=step_tools, expected=expected, free_text=call.free_text,
+                    config=config,
+                )
+            )
+            history.append(Turn(expected, call.observation))
+    return samples
+
+
+def select_queries(trajectories: Sequence[Trajectory], min_steps: int | None, seed: int) -> list[Trajectory]:
+    """A seeded subset of whole queries holding at least ``min_steps`` steps (all when ``None`` or when
+    there are not that many). Whole queries keep every sample's history and let samples share a prefix."""
+    if min_steps is None:
+        return list(trajectories)
+    order = list(trajectories)
+    random.Random(f"{seed}:subset").shuffle(order)
+    picked: list[Trajectory] = []
+    steps = 0
+    for traj in order:
+        if steps >= min_steps:
+            break
+        picked.append(traj)
+        steps += len(traj.calls)
+    keep = {t.query_id for t in picked}
+    return [t for t in trajectories if t.query_id in keep]
+
+
+# ---- recording trajectories -----------------------------------------------------------------------
+
+
+def _free_text(gold_call: Mapping[str, Any]) -> tuple[str, ...]:
+    value = gold_call.get("free_text") or ()
+    if isinstance(value, Mapping):  # {"param": true}
+        return tuple(k for k, v in value.items() if v)
+    return tuple(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, ensure_ascii=False) == json.dumps(b, sort_keys=True, ensure_ascii=False)
+
+
+def gold_mismatches(record: Mapping[str, Any], calls: Sequence[Any]) -> list[str]:
+    """How the executed ``calls`` (``CallRecord``s) differ from the gold record's calls; empty when equal.
+    Gold arguments may be written model-facing (memory keys) or resolved (the values the tool got)."""
+    gold_calls = record.get("calls") or []
+    qid = record.get("id", "?")
+    if len(gold_calls) != len(calls):
+        return [f"{qid}: {len(calls)} calls, gold has {len(gold_calls)}"]
+    problems = []
+    for k, (want, got) in enumerate(zip(gold_calls, calls, strict=True)):
+        if want.get("name") != got.tool:
+            problems.append(f"{qid} call {k}: {got.tool}, gold {want.get('name')}")
+        elif not (_same(want.get("arguments"), got.arguments) or _same(want.get("arguments"), got.resolved_arguments)):
+            problems.append(f"{qid} call {k} ({got.tool}): arguments {got.arguments}, gold {want.get('arguments')}")
+        elif "step" in want and str(want["step"]) != got.step:
+            problems.append(f"{qid} call {k}: step {got.step}, gold step {want['step']}")
+    return problems
+
+
+async def record_trajectories(
+    gold: Sequence[Mapping[str, Any]],
+    routines: Mapping[str, Routine],
+    hub: Any,
+    *,
+    config: ExecutorConfig | None = None,
+    on_done: Callable[[], None] | None = None,
+) -> tuple[list[Trajectory], list[str]]:
+    """Run every gold query in bound mode; the trajectories that reproduce their gold calls, and a line
+    for each one that did not (left out)."""
+    executor = Executor(hub, None, replace(config or ExecutorConfig(), mode="bound"))
+    kept: list[Trajectory] = []
+    problems: list[str] = []
+    for record in gold:
+        routine_id = record["routine_id"]
+        if routine_id not in routines:
+            raise CallerError(f"gold query {record.get('id')} names Routine {routine_id!r}, which the scenario lacks")
+        result = await executor.run(
+            routines[routine_id], record["query"], inputs=record.get("inputs") or {}, user_id=record.get("user_id"),
+        )
+        if on_done is not None:
+            on_done()
+        if not result.ok:
+            problems.append(f"{record.get('id')}: the bound run failed: {result.error}")
+            continue
+        found = gold_mismatches(record, result.calls)
+        if found:
+            problems.extend(found)
+            continue
+        gold_calls = record.get("calls") or []
+        calls = tuple(
+            TrajectoryCall(c.step, c.tool, c.arguments, c.observation, c.variables_before, _free_text(g))
+            for c, g in zip(result.calls, gold_calls, strict=True)
+        )
+        kept.append(
+            Trajectory(
+                query_id=str(record["id"]), query=record["query"], routine_id=routine_id,
+                variant=record.get("variant"), system=dict(result.system), calls=calls, answer=result.answer,
+                inputs=dict(record.get("inputs") or {}),
+            )
+        )
+    return kept, problems
+
+
+# ---- the cache ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrajectorySet:
+    """The trajectories of one scenario split, with the tool list the executor showed (servers' order)."""
+
+    scenario: str
+    split: str
+    tools: list[ToolSpec]
+    trajectories: list[Trajectory]
+    problems: list[str]
+    fingerprint: str
+
+    @property
+    def steps(self) -> int:
+        return sum(len(t.calls) for t in self.trajectories)
+
+
+def fingerprint(gold: Sequence[Mapping[str, Any]], routines: Mapping[str, Routine], memory_threshold: int) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}:{memory_threshold}".encode())
+    for record in gold:
+        h.update(json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
+    for rid in sorted(routines):
+        h.update(routines[rid].model_dump_json().encode())
+    return h.hexdigest()[:16]
+
+
+def cache_path(data_dir: str | Path, scenario: str, split: str) -> Path:
+    return Path(data_dir).expanduser() / "evals" / scenario / f"trajectories_{split}.jsonl"
+
+
+def write_cache(path: Path, tset: TrajectorySet) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "scenario": tset.scenario, "split": tset.split, "fingerprint": tset.fingerprint,
+        "tools": [t.as_dict() for t in tset.tools], "problems": tset.problems,
+    }
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"meta": meta}, ensure_ascii=False) + "\n")
+        for traj in tset.trajectories:
+            fh.write(json.dumps(traj.as_dict(), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def read_cache(path: Path) -> TrajectorySet | None:
+    if not path.exists():
+        return None
+    with path.open(encoding="utf-8") as fh:
+        lines = [json.loads(line) for line in fh if line.strip()]
+    if not lines or "meta" not in lines[0]:
+        return None
+    meta = lines[0]["meta"]
+    return TrajectorySet(
+        scenario=meta["scenario"], split=meta["split"], tools=[ToolSpec.from_mcp(t) for t in meta["tools"]],
+        trajectories=[Trajectory.from_dict(d) for d in lines[1:]], problems=list(meta.get("problems") or []),
+        fingerprint=meta["fingerprint"],
+    )
+
+
+async def load_trajectories(
+    scenario: Any,
+    split: str,
+    data_dir: str | Path,
+    *,
+    servers: Mapping[str, Any] | None = None,
+    refresh: bool = False,
+    memory_threshold: int = 256,
+    on_done: Callable[[], None] | None = None,
+) -> TrajectorySet:
+    """The cached trajectories of ``scenario`` (a ``routines.scenario.Scenario``) for ``split``, recorded
+    through its servers (or ``servers``, e.g. in-memory ones) when the cache is missing or stale."""
+    from routines.hub import ToolHub
+
+    gold = scenario.gold(split)
+    routines = scenario.routine_map()
+    fp = fingerprint(gold, routines, memory_threshold)
+    path = cache_path(data_dir, scenario.name, split)
+    cached = None if refresh else read_cache(path)
+    if cached is not None and cached.fingerprint == fp:
+        return cached
+    async with ToolHub.from_config(servers or scenario.servers(data_dir)) as hub:
+        tools = await hub.list_tools()
+        config = ExecutorConfig(mode="bound", memory_threshold=memory_threshold)
+        trajectories, problems = await record_trajectories(gold, routines, hub, config=config, on_done=on_done)
+    for line in problems:
+        log.warning("trajectory left out: %s", line)
+    tset = TrajectorySet(scenario.name, split, tools, trajectories, problems, fp)
+    write_cache(path, tset)
+    log.info("recorded %d trajectories (%d steps) to %s", len(trajectories), tset.steps, path)
+    return tset

@@ -1,0 +1,301 @@
+"""Running samples through a model backend and judging them; running whole queries end to end.
+
+Per-step mode (:func:`run_samples`): samples go to the backend in query/step order. A backend that batches
+for real (``TransformersBackend.complete_batch``: shared-prefix groups, KV reuse between the nested prompts
+of one query) gets them in chunks; any other backend (OpenAI-compatible HTTP, MCP sampling, scripted) gets
+one request per sample, ``concurrency`` at a time. Every output is judged by :mod:`evals.checker`.
+
+Constrained decoding, when asked for, allows one call to **any** tool of the sample's tool list (never only
+the expected tool, which would hand the model the answer).
+
+End-to-end mode (:func:`run_end_to_end`): each query runs through the executor in ``model`` mode against the
+live scenario servers, and is scored on task success: it reached the finish step, made the gold calls (judged
+by the same checker, free text by presence and type) and gave the gold answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from evals.checker import Verdict, check_call, normalize_text
+from evals.configs import CONFIGS, EvalConfig, RoutineCatalog
+from evals.decompose import Sample, Trajectory, decompose
+from routines.backends.base import Backend, BaseBackend, Completion, Constraint, Message, ToolSpec
+from routines.backends.scripted import ScriptedBackend
+from routines.calls import ToolCall
+from routines.executor import Executor, ExecutorConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = ExecutorConfig().max_tokens
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    sample: Sample
+    output: str
+    verdict: Verdict
+    latency_s: float = 0.0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.sample.describe(), "output": self.output, "verdict": self.verdict.as_dict(),
+            "latency_s": round(self.latency_s, 4), "prompt_tokens": self.prompt_tokens,
+            "output_tokens": self.output_tokens, "meta": self.meta,
+        }
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    constrain: bool = False
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    concurrency: int = 8
+    """Requests in flight at once, for backends that do not batch (HTTP)."""
+    chunk: int = 96
+    """Samples per ``complete_batch`` call, for backends that batch (the backend groups them further)."""
+    progress: bool = True
+
+
+def batches_for_real(backend: Backend) -> bool:
+    """True when the backend overrides ``complete_batch`` (the embedded model); HTTP backends do not."""
+    method = getattr(type(backend), "complete_batch", None)
+    return method is not None and method is not BaseBackend.complete_batch
+
+
+def tool_constraint(tools: Sequence[ToolSpec]) -> Constraint:
+    """One call to any of ``tools``; sorted by name, so samples with the same tool set share one grammar."""
+    return Constraint(tools=tuple(sorted(tools, key=lambda t: t.name)))
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, file=sys.stderr, unit="step", desc=desc, dynamic_ncols=True)
+
+
+def _judge(sample: Sample, completion: Completion) -> SampleResult:
+    verdict = check_call(completion.text, sample.expected, sample.tools, sample.free_text)
+    meta = {k: v for k, v in completion.meta.items() if k in ("finish_reason", "reused_prompt_tokens", "batch_size")}
+    return SampleResult(
+        sample, completion.text, verdict, completion.latency_s, completion.prompt_tokens, completion.output_tokens, meta
+    )
+
+
+def _chunks(samples: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
+    """Runs of consecutive samples with the same tool set, at most ``size`` long."""
+    current: list[Sample] = []
+    for sample in samples:
+        if current and (len(current) >= size or {t.name for t in current[0].tools} != {t.name for t in sample.tools}):
+            yield current
+            current = []
+        current.append(sample)
+    if current:
+        yield current
+
+
+async def run_samples(
+    samples: Sequence[Sample],
+    backend: Backend,
+    options: RunOptions = RunOptions(),
+    *,
+    desc: str = "",
+    on_result: Callable[[SampleResult], None] | None = None,
+) -> list[SampleResult]:
+    """Every sample's output and verdict, in the order of ``samples``. They are sent grouped by Routine,
+    then query, then step: the order in which their prompts share the most."""
+    ordered = sorted(range(len(samples)), key=lambda i: (samples[i].routine_id, samples[i].query_id, samples[i].index))
+    results: list[SampleResult | None] = [None] * len(samples)
+    bar = _progress(len(samples), options.progress, desc)
+
+    def done(i: int, result: SampleResult) -> None:
+        results[i] = result
+        bar.update(1)
+        if on_result is not None:
+            on_result(result)
+
+    try:
+        if batches_for_real(backend):
+            position = {id(samples[i]): i for i in ordered}
+            for chunk in _chunks([samples[i] for i in ordered], max(1, options.chunk)):
+                constraint = tool_constraint(chunk[0].tools) if options.constrain else None
+                completions = await backend.complete_batch(  # type: ignore[attr-defined]
+                    [s.messages() for s in chunk], constraint=constraint, max_tokens=options.max_tokens
+                )
+                for sample, completion in zip(chunk, completions, strict=True):
+                    done(position[id(sample)], _judge(sample, completion))
+        else:
+            limit = anyio.Semaphore(max(1, options.concurrency))
+
+            async def one(i: int) -> None:
+                sample = samples[i]
+                async with limit:
+                    constraint = tool_constraint(sample.tools) if options.constrain else None
+                    completion = await backend.complete(
+                        sample.messages(), constraint=constraint, max_tokens=options.max_tokens
+                    )
+                done(i, _judge(sample, completion))
+
+            async with anyio.create_task_group() as tg:
+                for i in ordered:
+                    tg.start_soon(one, i)
+    finally:
+        bar.close()
+    return [r for r in results if r is not None]
+
+
+# ---- scripted replies --------------------------------------------------------------------------------
+
+
+def conversation_key(messages: Sequence[Message]) -> str:
+    h = hashlib.sha256()
+    for m in messages:
+        h.update(f"{m.role}\x00{m.content}\x01".encode())
+    return h.hexdigest()
+
+
+def scripted_backend(samples: Sequence[Sample], outputs: dict[str, str] | None = None, *, repeat: int = 1) -> ScriptedBackend:
+    """A ScriptedBackend answering each sample's conversation with ``outputs[sample.id]`` (default: the
+    expected call, an oracle that checks the harness end to end). A conversation it does not know (an
+    end-to-end run that went off the gold path) gets the reply of the sample with the same query and
+    number of tool results; failing that, prose."""
+    table: dict[str, str] = {}
+    by_position: dict[tuple[str, int], str] = {}
+    for s in samples:
+        text = outputs.get(s.id, "") if outputs is not None else s.expected.text()
+        table[conversation_key(s.messages())] = text
+        by_position.setdefault((s.query, s.index), text)
+
+    def reply(messages: Sequence[Message]) -> str:
+        found = table.get(conversation_key(messages))
+        if found is None:
+            query = next((m.content for m in messages if m.role == "user"), "")
+            found = by_position.get((query, sum(m.role == "tool" for m in messages)))
+        return "I do not know which tool to call." if found is None else found
+
+    return ScriptedBackend([reply] * max(1, len(samples) * repeat))
+
+
+# ---- end to end ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One whole query run by the executor, scored against its trajectory."""
+
+    query_id: str
+    routine_id: str
+    finished: bool
+    calls_ok: bool
+    answer_ok: bool
+    error: str | None
+    calls: list[dict[str, Any]]
+    expected_calls: list[dict[str, Any]]
+    answer: str | None
+    expected_answer: str | None
+    model_requests: int
+    seconds: float
+
+    @property
+    def success(self) -> bool:
+        return self.finished and self.calls_ok and self.answer_ok
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "query_id": self.query_id, "routine_id": self.routine_id, "success": self.success,
+            "finished": self.finished, "calls_ok": self.calls_ok, "answer_ok": self.answer_ok, "error": self.error,
+            "answer": self.answer, "expected_answer": self.expected_answer, "calls": self.calls,
+            "expected_calls": self.expected_calls, "model_requests": self.model_requests,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def calls_match(made: Sequence[ToolCall], traj: Trajectory, tools: Sequence[ToolSpec]) -> bool:
+    """The run made the trajectory's calls, in order, each right by the checker."""
+    if len(made) != len(traj.calls):
+        return False
+    return all(
+        check_call(call.text(), ToolCall(want.name, want.arguments), tools, want.free_text).overall
+        for call, want in zip(made, traj.calls, strict=True)
+    )
+
+
+def answers_match(answer: str | None, expected: str | None) -> bool:
+    return answer is not None and expected is not None and normalize_text(answer) == normalize_text(expected)
+
+
+async def run_end_to_end(
+    trajectories: Sequence[Trajectory],
+    catalog: RoutineCatalog,
+    hub: Any,
+    backend: Backend,
+    *,
+    config: EvalConfig = CONFIGS["e2e"],
+    constrain: bool = False,
+    concurrency: int = 4,
+    max_retries: int = 2,
+    memory_threshold: int = 256,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    progress: bool = True,
+    on_result: Callable[[TaskResult], None] | None = None,
+) -> list[TaskResult]:
+    """Run each trajectory's query with the executor (model mode, the Routine as ``config`` shows it) and
+    score it. With ``constrain`` the executor constrains each call to the tools the Routine allows next, as
+    it does in production. The embedded model runs one query at a time (its prefix cache follows a run)."""
+    tools = await hub.list_tools()
+    exec_config = ExecutorConfig(
+        mode="model", constrain=constrain, prompt=config.options, max_retries=max_retries,
+        memory_threshold=memory_threshold, max_tokens=max_tokens,
+    )
+    executor = Executor(hub, backend, exec_config)
+    results: list[TaskResult | None] = [None] * len(trajectories)
+    bar = _progress(len(trajectories), progress, config.name)
+    limit = anyio.Semaphore(1 if batches_for_real(backend) else max(1, concurrency))
+
+    async def one(i: int) -> None:
+        traj = trajectories[i]
+        async with limit:
+            started = time.perf_counter()
+            run = await executor.run(catalog.routine(traj.routine_id), traj.query, user_id=None, system=traj.system)
+            seconds = time.perf_counter() - started
+        made = [ToolCall(c.tool, c.arguments) for c in run.calls]
+        result = TaskResult(
+            query_id=traj.query_id, routine_id=traj.routine_id, finished=run.ok,
+            calls_ok=calls_match(made, traj, tools), answer_ok=answers_match(run.answer, traj.answer),
+            error=run.error, calls=[c.as_dict() for c in made],
+            expected_calls=[{"name": c.name, "arguments": c.arguments} for c in traj.calls], answer=run.answer,
+            expected_answer=traj.answer, model_requests=sum(1 for a in run.attempts if a.source == "model"),
+            seconds=seconds,
+        )
+        results[i] = result
+        bar.update(1)
+        if on_result is not None:
+            on_result(result)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(len(trajectories)):
+                tg.start_soon(one, i)
+    finally:
+        bar.close()
+    return [r for r in results if r is not None]
+
+
+def e2e_samples(trajectories: Sequence[Trajectory], catalog: RoutineCatalog, tools: Sequence[ToolSpec]) -> list[Sample]:
+    """The per-step samples an end-to-end run sends when every call is right (servers' tool order): what a
+    scripted oracle needs to answer an e2e run."""
+    config = CONFIGS["e2e"]
+    return decompose(
+        trajectories, tools, routines=lambda t: [catalog.routine(t.routine_id)], options=config.options,
+        shuffle="none", config=config.name,
+    )
