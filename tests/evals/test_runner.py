@@ -150,13 +150,19 @@ async def test_end_to_end_scores_task_success(tset: TrajectorySet) -> None:
 
 
 @pytest.mark.model
-async def test_embedded_model_constrained_to_the_listed_tools_always_makes_a_listed_call(tset: TrajectorySet) -> None:
+async def test_embedded_model_constrained_to_the_listed_tools_makes_a_listed_call_unless_cut_off(
+    tset: TrajectorySet,
+) -> None:
     from routines.backends.transformers import TransformersBackend
 
     samples = [s for s in branch_samples(tset) if s.query_id in ("q-t01", "q-t04")]
-    results = await run_samples(samples, TransformersBackend(threads=1), RunOptions(constrain=True, max_tokens=160,
-                                                                                   progress=False))
+    options = RunOptions(constrain=True, max_tokens=160, progress=False)
+    results = await run_samples(samples, TransformersBackend(threads=1), options)
     assert len(results) == 7
-    for r in results:
+    finished = [r for r in results if r.meta["finish_reason"] == "stop"]
+    assert finished  # most calls are short
+    for r in finished:
         assert r.verdict.structural and r.verdict.category not in ("tool.prose", "tool.count", "tool.invented")
         assert r.verdict.call is not None and r.verdict.call.name in {t.name for t in r.sample.tools}
+    for r in results:  # the only unparsable outputs are the ones cut off at max_tokens
+        assert r.verdict.structural or r.meta["finish_reason"] == "length"
