@@ -105,7 +105,9 @@ class RoutineService:
                     raise CallerError("ROUTINE_EXECUTOR_BACKEND=openai needs ROUTINE_MODEL (the model or LoRA adapter name)")
                 self._executor_backend = create_backend("openai", model=s.model, base_url=s.endpoint, api_key=s.api_key)
             elif s.executor_backend == "local":
-                self._executor_backend = create_backend("local", model=s.local_model, adapter=s.local_adapter)
+                self._executor_backend = create_backend(
+                    "local", model=s.local_model, adapter=s.local_adapter, dtype=s.local_dtype
+                )
             else:
                 self._executor_backend = None
         return self._executor_backend

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="API key for the endpoint.")
     local_model: str | None = Field(None, description="Local model directory for the embedded backend (default: SmolLM2-135M GGUF).")
     local_adapter: str | None = Field(None, description="A LoRA adapter directory for the embedded backend.")
+    local_dtype: Literal["float32", "bfloat16", "auto"] = Field(
+        "float32", description="Embedded backend numerics: float32, bfloat16 (about twice as fast on CPUs with "
+        "AVX512-BF16 or AMX) or auto (bfloat16 where the CPU has it natively).")
     constrain: bool = Field(False, description="Constrain decoding to a valid call of the Routine's tools.")
     planner_backend: Literal["local", "openai", "sampling"] = Field(
         "openai", description="Model that turns drafts into Routines (a large model is advised)."

@@ -11,6 +11,9 @@ into the weights is simply part of them, and replaces only the attention and the
   and a 2,000-token prefix weighs about as much as the model (46 KB per token for SmolLM2-135M).
 
 Both parts go through one softmax, so the result is the same attention as over the concatenated cache.
+
+The cache takes the model's dtype. In bfloat16 (``TransformersBackend(dtype="bfloat16")``) the matmuls run
+in bfloat16 and the softmax in float32, as Hugging Face's eager attention does; logits come back float32.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import torch
 
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 PREFILL_CHUNK = 512
+ATTEND_BLOCK = 32
+"""Query rows per block of the bfloat16 prefill attention."""
 
 
 class UnsupportedModelError(ValueError):
@@ -124,6 +129,7 @@ class Decoder:
         self.kv_heads = int(config.num_key_value_heads)
         self.groups = int(config.num_attention_heads) // self.kv_heads
         self.head_dim = int(self.layers[0].self_attn.head_dim)
+        self.dtype = lm.get_input_embeddings().weight.dtype
         self.scaling = float(self.layers[0].self_attn.scaling)
         self.vocab_size = int(lm.get_output_embeddings().weight.shape[0])
         self.max_positions = int(getattr(config, "max_position_embeddings", 1 << 30))
@@ -136,8 +142,8 @@ class Decoder:
         shape = (batch, self.kv_heads, capacity, self.head_dim)
         # Zeros, not empty: a masked slot still enters the matmul with weight 0, and 0 * NaN is NaN.
         return KVCache(
-            keys=[torch.zeros(shape) for _ in self.layers],
-            values=[torch.zeros(shape) for _ in self.layers],
+            keys=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
+            values=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
             lengths=torch.zeros(batch, dtype=torch.long),
         )
 
@@ -180,7 +186,8 @@ class Decoder:
         bias = torch.zeros(0)
         if width == 1:  # slot s of a row is visible to that row's new token when s <= start (causal, own row)
             visible = torch.arange(span)[None, :] <= start[:, None]
-            bias = torch.zeros(visible.shape).masked_fill_(~visible, float("-inf"))[:, None, None, None]
+            bias = torch.zeros(visible.shape, dtype=self.dtype).masked_fill_(~visible, float("-inf"))
+            bias = bias[None, :, None, :]  # [1, b, 1, span] against scores [kvh, b, g*w, span]
         model = self.lm.model
         hidden = model.embed_tokens(tokens)
         cos, sin = model.rotary_emb(hidden, positions)
@@ -212,7 +219,7 @@ class Decoder:
         cache.lengths += width
         if not logits:
             return None
-        return self.lm.lm_head(model.norm(hidden[:, -1]))
+        return self.lm.lm_head(model.norm(hidden[:, -1])).float()
 
     def _attend_prefill(
         self,
@@ -221,12 +228,14 @@ class Decoder:
         values: torch.Tensor,
         prefix: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
-        """One row's chunk of ``w`` tokens written at ``start``: SDPA over prefix + row (a prefill is
+        """One row's chunk of ``w`` tokens written at ``start``: attention over prefix + row (a prefill is
         compute-bound, so the copy of the prefix into one tensor costs nothing that matters)."""
         _, heads, width, dim = q.shape
         if prefix is not None:
             keys = torch.cat((prefix[0][None], keys), dim=2)
             values = torch.cat((prefix[1][None], values), dim=2)
+        if q.dtype == torch.bfloat16:
+            return self._attend_blocked(q, keys, values)
         total = keys.shape[2]
         # Query j (at absolute slot total - width + j) sees every slot up to itself.
         mask = torch.arange(total)[None, :] <= (total - width + torch.arange(width))[:, None]
@@ -234,6 +243,29 @@ class Decoder:
             q, keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=True
         )
         return out.transpose(1, 2).reshape(1, width, heads * dim)
+
+    def _attend_blocked(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The bfloat16 prefill: blocks of ``ATTEND_BLOCK`` query rows, each a bfloat16 matmul, a float32
+        softmax and a bfloat16 matmul, small enough to stay in cache. Measured here (2026-11, 200 tokens
+        over a 5,500-token prompt) about twice as fast as SDPA's CPU kernel, which gains nothing from
+        bfloat16."""
+        _, heads, width, dim = q.shape
+        kvh, g = self.kv_heads, self.groups
+        total = keys.shape[2]
+        qg = (q * self.scaling).reshape(kvh, g * width, dim)  # head h = kv head h // g: rows (j, t)
+        kt, v = keys[0].transpose(-1, -2), values[0]
+        # Query t (at absolute slot total - width + t) sees every slot up to itself; only the last
+        # ``width`` slots can be hidden from it.
+        t = torch.arange(g * width) % width
+        hidden = torch.arange(width)[None, :] > t[:, None]  # [g * width, width] over the last slots
+        out = torch.empty_like(qg)
+        for lo in range(0, g * width, ATTEND_BLOCK):
+            hi = min(lo + ATTEND_BLOCK, g * width)
+            scores = qg[:, lo:hi] @ kt
+            scores[:, :, total - width :].masked_fill_(hidden[lo:hi], float("-inf"))
+            weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            torch.matmul(weights, v, out=out[:, lo:hi])
+        return out.view(heads, width, dim).transpose(0, 1).reshape(1, width, heads * dim)
 
     def _attend(
         self,
@@ -244,21 +276,28 @@ class Decoder:
         prefix: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
         """``q`` ``[b, heads, w, d]`` over the shared ``prefix`` (``[kv_heads, p, d]`` each) then each row's
-        own ``keys``/``values`` (``[b, kv_heads, span, d]``); returns ``[b, w, heads * d]``."""
+        own ``keys``/``values`` (``[b, kv_heads, span, d]``); returns ``[b, w, heads * d]``.
+
+        Scores are laid out ``[kv_heads, b, g * w, p + span]`` so the prefix part is one matmul for all rows
+        and no permute copies the big half; the softmax takes the model's dtype (in bfloat16 torch computes
+        it in float32 and rounds once)."""
         batch, heads, width, dim = q.shape
         kvh, g = self.kv_heads, self.groups
-        qg = q.reshape(batch, kvh, g * width, dim)
-        scores = (qg @ keys.transpose(-1, -2)).mul_(self.scaling).view(batch, kvh, g, width, -1) + bias
+        qg = (q * self.scaling).reshape(batch, kvh, g * width, dim)  # a power of two for these heads: exact
+        own = (qg @ keys.transpose(-1, -2)).transpose(0, 1)  # [kvh, b, g*w, span]
         p = 0
-        if prefix is not None:
+        if prefix is None:
+            scores = own.contiguous()
+        else:
             pk, pv = prefix
             p = pk.shape[1]
             qp = qg.transpose(0, 1).reshape(kvh, batch * g * width, dim)
-            sp = (qp @ pk.transpose(-1, -2)).mul_(self.scaling).view(kvh, batch, g, width, p)
-            scores = torch.cat((sp.permute(1, 0, 2, 3, 4), scores), dim=-1)
+            shared = (qp @ pk.transpose(-1, -2)).view(kvh, batch, g * width, p)
+            scores = torch.cat((shared, own), dim=-1)
+        scores[..., p:] += bias
         weights = torch.softmax(scores, dim=-1)
-        out = weights[..., p:].reshape(batch, kvh, g * width, -1) @ values
+        out = weights[..., p:].transpose(0, 1) @ values  # [b, kvh, g*w, d]
         if prefix is not None:
-            wp = weights[..., :p].permute(1, 0, 2, 3, 4).reshape(kvh, batch * g * width, p)
+            wp = weights[..., :p].reshape(kvh, batch * g * width, p)
             out = out + (wp @ pv).view(kvh, batch, g * width, dim).transpose(0, 1)
         return out.view(batch, heads, width, dim).transpose(1, 2).reshape(batch, width, heads * dim)

@@ -81,6 +81,8 @@ def register(app: typer.Typer) -> None:
         max_batch: Annotated[int, typer.Option(help="Sequences decoded together (local backend).")] = 48,
         threads: Annotated[int | None, typer.Option(
             help="Torch threads (local backend; 1 is faster on a machine busy with other work).")] = None,
+        dtype: Annotated[str | None, typer.Option(
+            help="Local backend numerics: float32, bfloat16 or auto (default: ROUTINE_LOCAL_DTYPE, float32).")] = None,
         max_tokens: Annotated[int, typer.Option(help="Most tokens per output.")] = RunOptions().max_tokens,
         label: Annotated[str | None, typer.Option(help="The model's name in the report's tables.")] = None,
         refresh: Annotated[bool, typer.Option(help="Record the trajectories again even if cached.")] = False,
@@ -105,7 +107,7 @@ def register(app: typer.Typer) -> None:
             parts = ["routine", "eval", "--scenario", scenario, "--split", split, "--config", cfg.name, "--backend", kind]
             for flag, value in (("--model", model), ("--base-url", base_url), ("--adapter", adapter),
                                 ("--replies", replies), ("--limit", limit), ("--out", out),
-                                ("--data-dir", data_dir), ("--threads", threads),
+                                ("--data-dir", data_dir), ("--threads", threads), ("--dtype", dtype),
                                 ("--max-tokens", max_tokens if max_tokens != RunOptions().max_tokens else None)):
                 if value is not None:
                     parts += [flag, str(value)]
@@ -116,7 +118,7 @@ def register(app: typer.Typer) -> None:
             if kind == "local":
                 return create_backend("local", model=model or settings.local_model,
                                       adapter=adapter or settings.local_adapter, max_batch=max_batch,
-                                      threads=threads)
+                                      threads=threads, dtype=dtype or settings.local_dtype)
             if kind == "openai":
                 return create_backend("openai", model=model or settings.model, base_url=base_url or settings.endpoint,
                                       api_key=settings.api_key)
