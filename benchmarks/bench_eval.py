@@ -94,7 +94,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     config = CONFIGS[args.config]
     sets = {shuffle: build_samples(config, chosen, tset.tools, catalog, seed=args.seed, shuffle=shuffle)
             for shuffle in ("per-routine", "per-query", "per-sample")}
-    warm = TransformersBackend(max_batch=args.max_batch, threads=args.threads)
+    warm = TransformersBackend(max_batch=args.max_batch, threads=args.threads, dtype=args.dtype)
     started = time.perf_counter()
     _ = warm.loaded
     print(f"model loaded in {time.perf_counter() - started:.1f} s; {len(sets['per-query'])} samples of {len(chosen)} "
@@ -103,13 +103,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     for mode in args.modes.split(","):
         if mode.startswith("batched-"):
             shuffle = mode.removeprefix("batched-")
-            backend = TransformersBackend(max_batch=args.max_batch, threads=args.threads)
+            backend = TransformersBackend(max_batch=args.max_batch, threads=args.threads, dtype=args.dtype)
             picked = sets[shuffle] if shuffle != "per-sample" else first(sets[shuffle], args.few)
             rows.append(await measure(f"batched, {shuffle} tools", picked, backend, args, True))
         elif mode == "prefix":
-            rows.append(await measure("prefix reuse, per-routine", sets["per-routine"], TransformersBackend(threads=args.threads), args, False))
+            rows.append(await measure("prefix reuse, per-routine", sets["per-routine"], TransformersBackend(threads=args.threads, dtype=args.dtype), args, False))
         elif mode == "naive":
-            rows.append(await measure("naive", first(sets["per-routine"], args.few), TransformersBackend(prefix_reuse=False, threads=args.threads), args, False))
+            rows.append(await measure("naive", first(sets["per-routine"], args.few), TransformersBackend(prefix_reuse=False, threads=args.threads, dtype=args.dtype), args, False))
         else:
             raise SystemExit(f"unknown mode {mode!r}")
     for r in rows:
@@ -117,7 +117,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "scenario": scenario.name, "split": args.split, "config": config.name, "constrained": args.constrain,
         "routine": args.routine, "queries": len(chosen), "samples": len(sets["per-query"]), "seed": args.seed, "max_tokens": args.max_tokens,
-        "max_batch": args.max_batch, "chunk": args.chunk, "threads": warm.threads, "machine": platform.machine(),
+        "max_batch": args.max_batch, "chunk": args.chunk, "threads": warm.threads, "dtype": args.dtype, "machine": platform.machine(),
         "command": "python benchmarks/bench_eval.py " + " ".join(sys.argv[1:]), "rows": rows,
     }
 
@@ -133,6 +133,7 @@ if __name__ == "__main__":
     parser.add_argument("--max-tokens", type=int, default=RunOptions().max_tokens)
     parser.add_argument("--max-batch", type=int, default=48)
     parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: the backend's).")
+    parser.add_argument("--dtype", default="float32", help="Embedded model numerics: float32, bfloat16 or auto.")
     parser.add_argument("--chunk", type=int, default=RunOptions().chunk)
     parser.add_argument("--modes", default="batched-per-routine,batched-per-query,batched-per-sample,prefix,naive")
     parser.add_argument("--few", type=int, default=8,

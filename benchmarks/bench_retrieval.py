@@ -8,7 +8,13 @@ Numbers go to docs/benchmarks/retrieval.json (see docs/procedure-memory.md).
 
 Accuracy: the seven HR Routines are stored and every text recipe is scored on the train and test queries
 (top-1 = the retrieved id is the query's ``routine_id``), plus the best-score distribution of covered
-questions and of questions no Routine covers, at the default threshold.
+questions and of questions no Routine covers, at the default threshold. Then the train queries are imported
+as example questions (``ProcedureStore.import_examples``) and the test queries scored again: with every
+example, with the test query's own phrasing held out of the examples, and with its whole template (the
+phrasings of one intent) held out, since train and test share phrasings and differ only in names. Last, the
+abstention thresholds are calibrated on the train questions and OFF_TOPIC_CALIBRATION (the highest threshold
+that still answers 95% of the covered train questions), and reported on the test questions, OFF_TOPIC and
+HR_UNCOVERED.
 
 Latency: Routines are synthesized (name, description and steps from a vocabulary of HR-like topics) and
 saved through ``ProcedureStore.save_many``. Up to ``--real-up-to`` (100) they are embedded for real with the
@@ -171,6 +177,27 @@ OFF_TOPIC = [  # nothing to do with HR: retrieval should abstain
     "Summarise the attached quarterly sales deck.", "Who is the supplier for our printer paper?", "Tell me a joke.",
     "Recommend a good book on leadership.",
 ]
+OFF_TOPIC_CALIBRATION = [  # used to choose the thresholds; OFF_TOPIC above is only reported
+    "Can you fix the printer on the third floor?", "What time does the gym open tomorrow?",
+    "Book a table for four at an Italian restaurant tonight.", "How do I set up two-factor authentication on my phone?",
+    "What's the exchange rate between yen and pounds?", "Summarise this article about climate change.",
+    "Write a haiku about the sea.", "Who painted the Mona Lisa?", "Find me a cheap hotel in Madrid for next weekend.",
+    "How do I merge two branches in git?", "Please order a new keyboard for my desk.", "What is the square root of 1764?",
+    "Draft a tweet announcing our product launch.", "When is the next train to Amsterdam?",
+    "How many calories are in a banana?", "Update the firmware on the conference room display.",
+    "What are the best practices for writing unit tests?", "Explain quantum computing in simple terms.",
+    "Plan a three-day itinerary for Rome.", "Is it going to rain this afternoon?",
+    "Which customers have overdue invoices this quarter?", "Generate a sales forecast for the next six months.",
+    "Renew the SSL certificate for our website.", "How do I return a defective product to the vendor?",
+    "What's a good recipe for lentil soup?", "Tell me the latest news about the stock market.",
+    "Add a new column to the marketing spreadsheet.", "Who is the current president of France?",
+    "How do I cancel my streaming subscription?", "Set a reminder to call the dentist on Friday.",
+    "What is the shipping status of order 48213?", "Compare the prices of three cloud storage providers.",
+    "Recommend some podcasts about history.", "How far is the moon from the earth?",
+    "My laptop battery drains too fast, what should I do?", "Create a slide deck for the quarterly board meeting.",
+    "What does the error code 0x80070005 mean?", "Can you proofread my cover letter?",
+    "Which team won the world cup in 2010?", "Sing me a song about coffee.",
+]
 HR_UNCOVERED = [  # HR questions that none of the seven Routines handles: the hard case for abstention
     "How many vacation days do Spanish employees get by law?", "Explain what a 401k is.",
     "Change the bank account my salary is paid into.", "Enrol me in the company pension plan.",
@@ -187,14 +214,16 @@ def hr_queries() -> dict[str, list[dict[str, Any]]]:
 
 def accuracy(embedder: Embedder, workdir: Path) -> dict[str, Any]:
     """Top-1 accuracy of every recipe on the HR train and test queries (retrieval over the 7 Routines), the
-    best-score distributions, and what the default threshold does with covered and uncovered questions."""
+    best-score distributions, what the default threshold does with covered and uncovered questions; then the
+    same with the train queries as example questions, and the threshold calibration."""
     from memory.embeddings import RECIPES
-    from memory.retrieval import DEFAULT_THRESHOLD
+    from memory.retrieval import DEFAULT_THRESHOLD, EXAMPLES_THRESHOLD
     from scenarios.hr import load_routines
 
     queries = hr_queries()
     vectors = {split: embedder.embed([q["query"] for q in qs]) for split, qs in queries.items()}
-    outside = {"off_topic": embedder.embed(OFF_TOPIC), "hr_uncovered": embedder.embed(HR_UNCOVERED)}
+    outside = {"off_topic": embedder.embed(OFF_TOPIC), "hr_uncovered": embedder.embed(HR_UNCOVERED),
+               "off_topic_calibration": embedder.embed(OFF_TOPIC_CALIBRATION)}
     out: dict[str, Any] = {"routines": 7, "queries": {k: len(v) for k, v in queries.items()},
                            "threshold": DEFAULT_THRESHOLD, "recipes": {}}
     with ProcedureStore(workdir / "hr.sqlite") as store:
@@ -216,19 +245,103 @@ def accuracy(embedder: Embedder, workdir: Path) -> dict[str, Any]:
                              "p50": round(float(np.median(scores)), 3),
                              "abstained_at_threshold": round(float((scores < DEFAULT_THRESHOLD).mean()), 4)}
             out["recipes"][recipe] = row
-            if recipe == DEFAULT_RECIPE:
-                out["threshold_sweep"] = sweep(retriever, vectors, outside)
             print(json.dumps({recipe: row}), flush=True)
+        plain = Retriever(store, embedder)
+        plain_best = {name: best_scores(plain.search, vecs) for name, vecs in {**vectors, **outside}.items()}
+
+        imported = store.import_examples(ROOT / "scenarios" / "hr" / "data" / "queries_train.jsonl")
+        retriever = Retriever(store, embedder)
+        out["examples"] = examples_accuracy(retriever, store, queries, vectors, imported.added)
+        print(json.dumps({"examples": out["examples"]}), flush=True)
+        held = held_out_scores(retriever, store, queries, vectors, "phrasing")
+        ex_best = {"train": held["train"].max(1), "test": best_scores(retriever.search, vectors["test"]),
+                   **{name: best_scores(retriever.search, vecs) for name, vecs in outside.items()}}
+    out["thresholds"] = {
+        "rule": "highest threshold (0.01 steps) that answers >= 95% of the covered train questions; train "
+                "scores with examples have the query's own phrasing held out",
+        "without_examples": calibration(plain_best, DEFAULT_THRESHOLD),
+        "with_examples": calibration(ex_best, EXAMPLES_THRESHOLD),
+    }
+    out["threshold_sweep"] = sweep(plain_best)
+    out["threshold_sweep_with_examples"] = sweep(ex_best)
+    print(json.dumps({"thresholds": out["thresholds"]}), flush=True)
     return out
 
 
-def sweep(retriever: Retriever, vectors: dict[str, np.ndarray], outside: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Share of questions answered (not abstained) at several thresholds, default recipe."""
-    best = {name: np.array([retriever.search(v, 1)[0][1] for v in vecs])
-            for name, vecs in {**vectors, **outside}.items()}
+def best_scores(search: Any, vecs: np.ndarray) -> np.ndarray:
+    return np.array([search(v, 1)[0][1] for v in vecs])
+
+
+def example_rows(store: ProcedureStore, embedder: Embedder) -> tuple[list[str], np.ndarray, list[str]]:
+    """The stored example questions: Routine ids, vectors and texts (in the same order)."""
+    ids, matrix = store.example_matrix(embedder.name)
+    texts = [e.text for e in store.examples()]  # same order: routine id, then insertion
+    assert len(texts) == len(ids)
+    return ids, matrix, texts
+
+
+def held_out_scores(retriever: Retriever, store: ProcedureStore, queries: dict[str, list[dict[str, Any]]],
+                    vectors: dict[str, np.ndarray], key: str) -> dict[str, np.ndarray]:
+    """Scores (queries x Routines) where each query's Routines are blended only with the examples whose
+    ``key`` (phrasing or template) differs from the query's: no example shares its wording."""
+    from memory.retrieval import blend_examples
+
+    retriever.search(vectors["test"][0], 1)  # embeds and indexes
+    ids, matrix = store.embedding_matrix(retriever.embedder.name, retriever.recipe)
+    ex_ids, ex_matrix, ex_texts = example_rows(store, retriever.embedder)
+    label = {(q["routine_id"], " ".join(q["query"].split())): q[key] for q in queries["train"]}
+    ex_key = np.array([label[(rid, text)] for rid, text in zip(ex_ids, ex_texts)])
+    out = {}
+    for split, qs in queries.items():
+        scores = np.zeros((len(qs), len(ids)), dtype=np.float32)
+        for group in sorted({q[key] for q in qs}):
+            keep = ex_key != group
+            blended, _ = blend_examples(ids, matrix, [r for r, k in zip(ex_ids, keep) if k], ex_matrix[keep],
+                                        retriever.example_weight)
+            rows = [i for i, q in enumerate(qs) if q[key] == group]
+            scores[rows] = vectors[split][rows] @ blended.T
+        out[split] = scores
+    out["ids"] = ids  # type: ignore[assignment]
+    return out
+
+
+def examples_accuracy(retriever: Retriever, store: ProcedureStore, queries: dict[str, list[dict[str, Any]]],
+                      vectors: dict[str, np.ndarray], added: int) -> dict[str, Any]:
+    def top1(pred: list[str], qs: list[dict[str, Any]]) -> dict[str, Any]:
+        right = sum(p == q["routine_id"] for p, q in zip(pred, qs))
+        return {"top1": round(right / len(qs), 4), "right": right, "n": len(qs)}
+
+    row: dict[str, Any] = {"examples": added, "weight": retriever.example_weight,
+                           "all_examples": {split: top1([retriever.search(v, 1)[0][0] for v in vectors[split]], qs)
+                                            for split, qs in queries.items()}}
+    row["all_examples"]["train"]["note"] = "train queries are their own examples"
+    for key in ("phrasing", "template"):
+        scores = held_out_scores(retriever, store, queries, vectors, key)
+        ids = scores["ids"]
+        row[f"{key}_held_out"] = {split: top1([ids[i] for i in scores[split].argmax(1)], qs)
+                                  for split, qs in queries.items()}
+    return row
+
+
+def calibration(best: dict[str, np.ndarray], current: float) -> dict[str, Any]:
+    """The threshold the rule gives, and what the current default does."""
+    grid = [round(t, 2) for t in np.arange(0.05, 0.40, 0.01)]
+    chosen = max((t for t in grid if (best["train"] >= t).mean() >= 0.95), default=grid[0])
+
+    def at(t: float) -> dict[str, Any]:
+        return {"threshold": t, "train_answered": round(float((best["train"] >= t).mean()), 4),
+                "test_false_abstention": round(float((best["test"] < t).mean()), 4),
+                **{f"{name}_abstained": round(float((best[name] < t).mean()), 4)
+                   for name in ("off_topic_calibration", "off_topic", "hr_uncovered")}}
+
+    return {"calibrated": at(chosen), "default": at(current)}
+
+
+def sweep(best: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Share of questions answered (not abstained) at several thresholds."""
     return [{"threshold": t, **{f"{name}_answered": round(float((scores >= t).mean()), 3)
                                 for name, scores in best.items()}}
-            for t in (0.08, 0.10, 0.12, 0.15, 0.20, 0.25, 0.30)]
+            for t in (0.10, 0.12, 0.13, 0.15, 0.17, 0.19, 0.21, 0.25, 0.30)]
 
 
 def main() -> None:
@@ -246,19 +359,21 @@ def main() -> None:
     embedder = Embedder()
     dim = embedder.dim
     load_s = time.perf_counter() - t
+    machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+               "python": platform.python_version(), "cpus": os.cpu_count(),
+               "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     results: dict[str, Any] = {
         "command": "python benchmarks/bench_retrieval.py " + " ".join(sys.argv[1:]),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
         "model": {"name": embedder.name, "dim": dim, "load_s": round(load_s, 2)},
     }
     out = Path(args.out)
-    if out.exists():  # keep the other part's numbers when running one part
+    if out.exists():  # keep the other part's numbers (and the machine they were measured on) for one part
         results = {**json.loads(out.read_text()), **results}
+    if args.part != "accuracy" or "machine" not in results:
+        results["machine"] = machine  # "machine": where the latency part ran
     with tempfile.TemporaryDirectory() as tmp:
         if args.part in ("all", "accuracy"):
-            results["accuracy"] = {"command": results["command"], **accuracy(embedder, Path(tmp))}
+            results["accuracy"] = {"command": results["command"], **accuracy(embedder, Path(tmp)), "machine": machine}
         if args.part in ("all", "latency"):
             results["latency_command"] = results["command"]
             results["embedding"] = embedding_throughput(embedder, args.throughput_texts)
@@ -267,7 +382,7 @@ def main() -> None:
                 bench_size(n, embedder, Path(tmp), real_vectors=n <= args.real_up_to, queries=args.queries)
                 for n in (int(s) for s in args.sizes.split(","))
             ]
-    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["total_s"] = round(time.perf_counter() - started, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

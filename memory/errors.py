@@ -42,3 +42,7 @@ class RoutineNotFoundError(ProcedureMemoryError, KeyError):
 
 class EmbeddingModelError(ProcedureMemoryError, ValueError):
     """The embedding model cannot be loaded (missing package, wrong name or path, no offline copy)."""
+
+
+class InvalidExampleError(ProcedureMemoryError, ValueError):
+    """Example questions were refused (unreadable file, missing field, unknown Routine). Nothing was stored."""

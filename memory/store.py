@@ -6,13 +6,16 @@ Tables (created by the migrations below, each recorded in ``_migrations`` by nam
 - ``routine_versions``: the full JSON of every version, with a hash of its content;
 - ``embeddings``: one float32 vector per (Routine, model, text recipe), with the hash of the embedded text
   and the version it was computed from, so unchanged Routines are never embedded twice;
-- ``meta``: a ``revision`` counter bumped by every write, so readers can cache cheaply.
+- ``meta``: a ``revision`` counter bumped by every write, so readers can cache cheaply;
+- ``examples``: example questions per Routine (say, the questions of a distillation data set), with their
+  own vectors in ``example_vectors`` (one per text and model); retrieval blends them into the Routine's score.
 
 Every write runs in one transaction: after a crash a Routine is either fully saved or not at all.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -27,7 +30,7 @@ import numpy as np
 from pydantic import ValidationError
 from sqlite_utils import Database
 
-from memory.errors import InvalidRoutineError, RoutineNotFoundError
+from memory.errors import InvalidExampleError, InvalidRoutineError, RoutineNotFoundError
 from routines.model import Routine
 from routines.validate import validate
 
@@ -75,6 +78,18 @@ def m002_embeddings(db: Database) -> None:
 def m003_revision(db: Database) -> None:
     db["meta"].create({"key": str, "value": int}, pk="key")
     db["meta"].insert({"key": "revision", "value": 0})
+
+
+@migration
+def m004_examples(db: Database) -> None:
+    db["examples"].create(
+        {"routine_id": str, "text": str, "text_hash": str, "source": str, "created_at": str},
+        pk=("routine_id", "text_hash"),
+    )
+    db["examples"].create_index(["source"])
+    db["example_vectors"].create(
+        {"text_hash": str, "model": str, "dim": int, "vector": bytes, "updated_at": str}, pk=("text_hash", "model")
+    )
 
 
 def migrate(db: Database) -> list[str]:
@@ -128,6 +143,33 @@ class RoutineInfo:
     version: int
     steps: int
     updated_at: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """An example question a Routine serves."""
+
+    routine_id: str
+    text: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ExampleImport:
+    """What ``add_examples``/``import_examples`` did: new examples stored, ones already stored, and the
+    examples skipped because their Routine is not stored (``skip_unknown``), per Routine id."""
+
+    added: int
+    existing: int
+    skipped: dict[str, int]
+
+
+EXAMPLE_TEXT_FIELDS = ("query", "question", "text")
+"""Where a JSONL line of example questions may hold the question (the first present one is used)."""
+
+
+def example_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -252,12 +294,14 @@ class ProcedureStore:
         return saved
 
     def delete(self, routine_id: str) -> int:
-        """Remove a Routine with all its versions and embeddings; return how many versions were removed."""
+        """Remove a Routine with all its versions, embeddings and example questions; return how many versions
+        were removed."""
         with self.db.atomic():
             n = len(self.versions(routine_id))
-            for table in ("routine_versions", "embeddings"):
+            for table in ("routine_versions", "embeddings", "examples"):
                 self.db.execute(f"delete from {table} where routine_id = ?", [routine_id])
             self.db.execute("delete from routines where id = ?", [routine_id])
+            self._prune_example_vectors()
             self._bump()
         return n
 
@@ -398,3 +442,143 @@ class ProcedureStore:
         matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return [r[0] for r in rows], matrix
 
+
+    # ---- example questions ----------------------------------------------------------------------------
+    def add_examples(
+        self, examples: Iterable[Example | tuple[str, str]], *, source: str = "", skip_unknown: bool = False
+    ) -> ExampleImport:
+        """Store example questions (``Example`` or ``(routine_id, text)``), all-or-nothing. An example already
+        stored for its Routine is kept as it is. An example whose Routine is not stored is refused
+        (:class:`InvalidExampleError`, nothing stored), or skipped and counted with ``skip_unknown``."""
+        known = set(self.ids())
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        skipped: dict[str, int] = {}
+        now = _now()
+        for item in examples:
+            rid, text, src = (item.routine_id, item.text, item.source or source) if isinstance(item, Example) \
+                else (item[0], item[1], source)
+            text = " ".join(str(text or "").split())
+            if not rid or not text:
+                raise InvalidExampleError(f"an example needs a Routine id and a question, got {rid!r}: {text!r}")
+            if rid not in known:
+                if not skip_unknown:
+                    raise InvalidExampleError(
+                        f"no stored Routine {rid!r} for the example {text!r}; add the Routine first, or skip "
+                        "examples of unknown Routines (--skip-unknown)"
+                    )
+                skipped[rid] = skipped.get(rid, 0) + 1
+                continue
+            digest = example_hash(text)
+            rows[(rid, digest)] = {"routine_id": rid, "text": text, "text_hash": digest, "source": src, "created_at": now}
+        with self.db.atomic():
+            before = self._count_examples()
+            self.db["examples"].insert_all(rows.values(), ignore=True, batch_size=500)
+            added = self._count_examples() - before
+            self._bump()
+        log.info("stored %d example question(s), %d already stored", added, len(rows) - added)
+        return ExampleImport(added=added, existing=len(rows) - added, skipped=skipped)
+
+    def import_examples(
+        self, path: str | Path, *, source: str | None = None, skip_unknown: bool = False
+    ) -> ExampleImport:
+        """Store the example questions of a JSONL file (``.jsonl`` or ``.jsonl.gz``): one object per line with
+        ``routine_id`` and the question in ``query`` (as in distillation and query data sets), ``question`` or
+        ``text``. ``source`` (default: the file name) labels them, so they can be removed together."""
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        examples = []
+        try:
+            with opener(path, "rt", encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise InvalidExampleError(f"{path.name} line {n}: not JSON ({exc.msg})") from None
+                    text = next((row[k] for k in EXAMPLE_TEXT_FIELDS if isinstance(row, dict) and row.get(k)), None)
+                    if not isinstance(row, dict) or not row.get("routine_id") or not isinstance(text, str):
+                        raise InvalidExampleError(
+                            f"{path.name} line {n}: an example needs 'routine_id' and the question in "
+                            f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)}"
+                        )
+                    examples.append(Example(str(row["routine_id"]), text))
+        except (OSError, UnicodeDecodeError, EOFError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise InvalidExampleError(f"{path}: cannot read example questions ({exc})") from None
+        name = source if source is not None else path.name
+        return self.add_examples(examples, source=name, skip_unknown=skip_unknown)
+
+    def examples(self, routine_id: str | None = None) -> list[Example]:
+        """Stored example questions (of one Routine), by Routine id and insertion order."""
+        sql = "select routine_id, text, source from examples"
+        rows = (self.db.execute(sql + " where routine_id = ? order by rowid", [routine_id]) if routine_id
+                else self.db.execute(sql + " order by routine_id, rowid"))
+        return [Example(*row) for row in rows]
+
+    def example_counts(self) -> dict[str, int]:
+        """How many example questions each Routine has (Routines without any are left out)."""
+        rows = self.db.execute("select routine_id, count(*) from examples group by routine_id order by routine_id")
+        return {rid: n for rid, n in rows}
+
+    def delete_examples(self, routine_id: str | None = None, *, source: str | None = None) -> int:
+        """Remove the example questions of a Routine and/or from a source (both ``None``: all of them);
+        return how many were removed."""
+        where, args = [], []
+        if routine_id is not None:
+            where.append("routine_id = ?")
+            args.append(routine_id)
+        if source is not None:
+            where.append("source = ?")
+            args.append(source)
+        clause = f" where {' and '.join(where)}" if where else ""
+        with self.db.atomic():
+            n = int(self.db.execute(f"select count(*) from examples{clause}", args).fetchone()[0])
+            self.db.execute(f"delete from examples{clause}", args)
+            self._prune_example_vectors()
+            self._bump()
+        return n
+
+    def _count_examples(self) -> int:
+        return int(self.db.execute("select count(*) from examples").fetchone()[0])
+
+    def _prune_example_vectors(self) -> None:
+        self.db.execute("delete from example_vectors where text_hash not in (select text_hash from examples)")
+
+    def examples_to_embed(self, model: str) -> list[tuple[str, str]]:
+        """(text hash, text) of the example questions that have no vector for ``model`` yet."""
+        rows = self.db.execute(
+            "select x.text_hash, min(x.text) from examples x left join example_vectors v "
+            "on v.text_hash = x.text_hash and v.model = ? where v.text_hash is null group by x.text_hash "
+            "order by x.text_hash",
+            [model],
+        )
+        return [(digest, text) for digest, text in rows]
+
+    def put_example_vectors(self, model: str, rows: Sequence[tuple[str, np.ndarray]]) -> None:
+        """Store (text hash, vector) rows of example questions for ``model``."""
+        now = _now()
+        with self.db.atomic():
+            self.db["example_vectors"].upsert_all(
+                ({"text_hash": digest, "model": model, "dim": int(vec.shape[0]),
+                  "vector": np.ascontiguousarray(vec, dtype=np.float32).tobytes(), "updated_at": now}
+                 for digest, vec in rows),
+                pk=("text_hash", "model"), batch_size=500,
+            )
+            self._bump()
+
+    def example_matrix(self, model: str) -> tuple[list[str], np.ndarray]:
+        """The Routine id of every embedded example question of a stored Routine and the (n, dim) float32
+        matrix of their vectors for ``model``."""
+        rows = self.db.execute(
+            "select x.routine_id, v.dim, v.vector from examples x join example_vectors v "
+            "on v.text_hash = x.text_hash and v.model = ? join routines r on r.id = x.routine_id "
+            "order by x.routine_id, x.rowid",
+            [model],
+        ).fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        dim = rows[0][1]
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return [r[0] for r in rows], matrix

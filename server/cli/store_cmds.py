@@ -1,8 +1,10 @@
-"""``routine routines add|list|show|rm|import|export``, ``routine retrieve`` and ``routine plan``.
+"""``routine routines add|list|show|rm|import|export``, ``routine routines examples import|list|rm``,
+``routine retrieve`` and ``routine plan``.
 
 The store lives in ``$ROUTINE_DATA_DIR/routines.sqlite`` (default ``~/.routine``). Retrieval uses the
 bundled all-MiniLM-L6-v2 unless ``ROUTINE_EMBEDDING_MODEL`` names another local model; the abstention
-threshold is ``--threshold`` or ``ROUTINE_RETRIEVAL_THRESHOLD``.
+threshold is ``--threshold`` or ``ROUTINE_RETRIEVAL_THRESHOLD`` (default: calibrated, higher when Routines
+have example questions).
 """
 
 from __future__ import annotations
@@ -115,22 +117,77 @@ def register(app: typer.Typer) -> None:
             paths = store.export_dir(directory)
         typer.echo(f"exported {len(paths)} Routine(s) to {directory}")
 
+    examples = typer.Typer(help="Example questions that help retrieval find a Routine.", no_args_is_help=True)
+    routines.add_typer(examples, name="examples")
+
+    @examples.command("import")
+    def examples_import(
+        file: Annotated[Path, typer.Argument(help="JSONL: one object per line with routine_id and query (or question, text).")],
+        source: Annotated[str | None, typer.Option("--source", help="Label for these examples (default: the file name).")] = None,
+        skip_unknown: Annotated[
+            bool, typer.Option("--skip-unknown", help="Skip examples of Routines that are not stored instead of failing.")
+        ] = False,
+    ) -> None:
+        """Store example questions for stored Routines (all or none); they are embedded at the next retrieval."""
+        with open_store() as store:
+            result = store.import_examples(file, source=source, skip_unknown=skip_unknown)
+        typer.echo(f"imported {result.added} example question(s) from {file.name}"
+                   + (f", {result.existing} already stored" if result.existing else ""))
+        if result.skipped:
+            listing = ", ".join(f"{rid} ({n})" for rid, n in sorted(result.skipped.items()))
+            typer.echo(f"skipped examples of Routines that are not stored: {listing}", err=True)
+
+    @examples.command("list")
+    def examples_list(
+        routine_id: Annotated[str | None, typer.Argument(help="Print this Routine's example questions.")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """How many example questions each Routine has, or one Routine's questions."""
+        with open_store() as store:
+            if routine_id is not None:
+                store.get(routine_id)  # unknown id -> clear error
+                rows = [vars(e) for e in store.examples(routine_id)]
+            else:
+                rows = [{"routine_id": rid, "examples": n} for rid, n in store.example_counts().items()]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        elif routine_id is not None:
+            for row in rows:
+                typer.echo(f"{row['text']}\t{row['source']}")
+        else:
+            for row in rows:
+                typer.echo(f"{row['routine_id']}\t{row['examples']}")
+        if not rows:
+            typer.echo("no example questions stored", err=True)
+
+    @examples.command("rm")
+    def examples_rm(
+        routine_id: Annotated[str | None, typer.Argument(help="Remove this Routine's example questions.")] = None,
+        source: Annotated[str | None, typer.Option("--source", help="Remove the examples with this label.")] = None,
+        all_: Annotated[bool, typer.Option("--all", help="Remove every example question.")] = False,
+    ) -> None:
+        """Remove example questions: of a Routine, from a source, or all of them (--all)."""
+        if routine_id is None and source is None and not all_:
+            raise typer.BadParameter("name a Routine id, --source SOURCE, or --all")
+        with open_store() as store:
+            n = store.delete_examples(routine_id, source=source)
+        typer.echo(f"deleted {n} example question(s)")
+
     @app.command("retrieve")
     def retrieve_cmd(
         question: Annotated[str, typer.Argument(help="The user's question.")],
         k: Annotated[int, typer.Option("-k", help="How many candidates to list.")] = 1,
         threshold: Annotated[
-            float | None, typer.Option("--threshold", help="Abstain below this cosine score.")
+            float | None, typer.Option("--threshold", help="Abstain below this score (default: calibrated).")
         ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Find the stored Routine for a question; exit 1 when no Routine matches well enough."""
         from memory.embeddings import Embedder
-        from memory.retrieval import DEFAULT_THRESHOLD, Retriever
+        from memory.retrieval import Retriever
 
-        limit = threshold if threshold is not None else float(
-            os.environ.get("ROUTINE_RETRIEVAL_THRESHOLD") or DEFAULT_THRESHOLD
-        )
+        env = os.environ.get("ROUTINE_RETRIEVAL_THRESHOLD")
+        limit = threshold if threshold is not None else (float(env) if env else None)
         with open_store() as store:
             embedder = Embedder(os.environ.get("ROUTINE_EMBEDDING_MODEL") or None)
             result = Retriever(store, embedder, threshold=limit).retrieve(question, k=k)

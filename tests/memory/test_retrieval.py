@@ -135,8 +135,33 @@ def test_hr_test_queries_top1(hr: Retriever) -> None:
     queries = load_queries("test")
     vectors = hr.embedder.embed([q["query"] for q in queries])
     right = sum(hr.search(v, 1)[0][0] == q["routine_id"] for v, q in zip(vectors, queries))
-    # measured 173/200 = 86.5% (docs/procedure-memory.md); the issue's 95% target is not reached with MiniLM
-    assert right / len(queries) >= 0.85
+    # measured 182/200 = 91.0% from the Routine texts alone (docs/procedure-memory.md)
+    assert right / len(queries) >= 0.90
+
+
+@pytest.fixture(scope="module")
+def hr_examples(tmp_path_factory: pytest.TempPathFactory) -> Retriever:
+    """The HR Routines with the train queries imported as example questions."""
+    from scenarios.hr import load_routines
+    from scenarios.hr.queries import DATA_DIR
+
+    store = ProcedureStore.open(tmp_path_factory.mktemp("hr-examples"))
+    store.save_many(load_routines())
+    store.import_examples(DATA_DIR / "queries_train.jsonl")
+    yield Retriever(store, Embedder())
+    store.close()
+
+
+@pytest.mark.model
+def test_hr_test_queries_top1_with_train_questions_as_examples(hr_examples: Retriever) -> None:
+    from scenarios.hr import load_queries
+
+    queries = load_queries("test")
+    vectors = hr_examples.embedder.embed([q["query"] for q in queries])
+    right = sum(hr_examples.search(v, 1)[0][0] == q["routine_id"] for v, q in zip(vectors, queries))
+    # measured 191/200 = 95.5%; 95.5% too with each test query's phrasing held out of the examples, 95.0% with
+    # its whole template held out (benchmarks/bench_retrieval.py --part accuracy)
+    assert hr_examples.with_examples == 7 and right / len(queries) >= 0.945
 
 
 @pytest.mark.model
@@ -148,7 +173,11 @@ def test_hr_covered_question_gets_one_routine(hr: Retriever) -> None:
 
 @pytest.mark.model
 @pytest.mark.parametrize("question", OFF_TOPIC)
-def test_hr_off_topic_question_abstains_with_candidates(hr: Retriever, question: str) -> None:
-    result = hr.retrieve(question)
+@pytest.mark.parametrize("examples", [False, True], ids=["texts", "examples"])
+def test_hr_off_topic_question_abstains_with_candidates(
+    hr: Retriever, hr_examples: Retriever, question: str, examples: bool
+) -> None:
+    retriever = hr_examples if examples else hr
+    result = retriever.retrieve(question)
     assert result.abstained and result.routine is None
     assert len(result.candidates) == 3 and all(c.routine_id.startswith("hr.") for c in result.candidates)

@@ -230,7 +230,7 @@ async def test_retrieve_picks_a_routine_or_abstains(make_service, hr_routines, p
         for routine in hr_routines.values():
             await client.call_tool("save_routine", {"routine": as_data(routine)})
         found = (await client.call_tool("retrieve_routine", {
-            "query": "a question about an employee's salary or pay", "k": 3})).structured_content
+            "query": "how much does an employee earn: salary, pay and bonus target", "k": 3})).structured_content
         assert found["abstained"] is False and found["routine"]["id"] == "hr.salary"
         assert found["candidates"][0]["routine_id"] == "hr.salary" and len(found["candidates"]) == 3
         assert found["routine"]["text"].startswith("Step 1.")
@@ -242,7 +242,7 @@ async def test_retrieve_picks_a_routine_or_abstains(make_service, hr_routines, p
             await client.call_tool("run_routine", {"query": "zebra quantum xylophone", "mode": "bound"})
 
         out = (await client.call_tool("run_routine", {
-            "query": "a question about an employee's salary or pay", "mode": "bound", "user_id": people.hr_user,
+            "query": "how much does an employee earn: salary, pay and bonus target", "mode": "bound", "user_id": people.hr_user,
             "inputs": {"employee_name": people.employee_name, "department": people.department},
         })).structured_content
     assert out["routine_id"] == "hr.salary" and out["retrieval_score"] == pytest.approx(found["score"])

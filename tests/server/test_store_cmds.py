@@ -109,3 +109,23 @@ def test_retrieve_with_the_bundled_model(monkeypatch: pytest.MonkeyPatch, capsys
     assert code == 0 and out.split("\t")[1] == "example.salary"
     code, _, err = routine(monkeypatch, capsys, "retrieve", "What is the salary of Ana?", "--threshold", "0.99")
     assert code == 1 and "no Routine matches well enough" in err
+
+
+def test_examples_import_list_rm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    routine(monkeypatch, capsys, "routines", "add", str(EXAMPLES / "salary.json"))
+    data = tmp_path / "distill.jsonl"
+    data.write_text(json.dumps({"query": "How much does Ana earn?", "routine_id": "example.salary"}) + "\n"
+                    + json.dumps({"query": "Book a flight to Oslo", "routine_id": "travel.booking"}) + "\n")
+    code, out, err = routine(monkeypatch, capsys, "routines", "examples", "import", str(data))
+    assert code == 2 and out == "" and "no stored Routine 'travel.booking'" in err and "--skip-unknown" in err
+    code, out, err = routine(monkeypatch, capsys, "routines", "examples", "import", str(data), "--skip-unknown")
+    assert code == 0 and out == "imported 1 example question(s) from distill.jsonl\n"
+    assert err == "skipped examples of Routines that are not stored: travel.booking (1)\n"
+    assert routine(monkeypatch, capsys, "routines", "examples", "list")[1] == "example.salary\t1\n"
+    code, out, _ = routine(monkeypatch, capsys, "routines", "examples", "list", "example.salary", "--json")
+    assert json.loads(out) == [{"routine_id": "example.salary", "text": "How much does Ana earn?", "source": "distill.jsonl"}]
+    assert routine(monkeypatch, capsys, "routines", "examples", "rm")[0] == 2  # says what to remove
+    code, out, _ = routine(monkeypatch, capsys, "routines", "examples", "rm", "--source", "distill.jsonl")
+    assert code == 0 and out == "deleted 1 example question(s)\n"
+    code, out, err = routine(monkeypatch, capsys, "routines", "examples", "list")
+    assert code == 0 and out == "" and err == "no example questions stored\n"
