@@ -431,11 +431,15 @@ class ProcedureStore:
 
     def embedding_matrix(self, model: str, recipe: str) -> tuple[list[str], np.ndarray]:
         """Ids and the (n, dim) float32 matrix of the stored vectors of current Routines."""
-        rows = self.db.execute(
+        return self._id_matrix(
             "select e.routine_id, e.dim, e.vector from embeddings e join routines r on r.id = e.routine_id "
             "where e.model = ? and e.recipe = ? order by e.routine_id",
             [model, recipe],
-        ).fetchall()
+        )
+
+    def _id_matrix(self, sql: str, params: list[Any]) -> tuple[list[str], np.ndarray]:
+        """Rows of (id, dim, float32 blob) as ids and one (n, dim) matrix."""
+        rows = self.db.execute(sql, params).fetchall()
         if not rows:
             return [], np.zeros((0, 0), dtype=np.float32)
         dim = rows[0][1]
@@ -571,14 +575,9 @@ class ProcedureStore:
     def example_matrix(self, model: str) -> tuple[list[str], np.ndarray]:
         """The Routine id of every embedded example question of a stored Routine and the (n, dim) float32
         matrix of their vectors for ``model``."""
-        rows = self.db.execute(
+        return self._id_matrix(
             "select x.routine_id, v.dim, v.vector from examples x join example_vectors v "
             "on v.text_hash = x.text_hash and v.model = ? join routines r on r.id = x.routine_id "
             "order by x.routine_id, x.rowid",
             [model],
-        ).fetchall()
-        if not rows:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        dim = rows[0][1]
-        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        return [r[0] for r in rows], matrix
+        )

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-from server.cli import main
+from tests.conftest import Cli
 from tests.fixtures.toy_server import CRASH, SALARY_ROUTINE, stdio_config
 
 ADA = ["--routine", str(SALARY_ROUTINE), "--query", "What does Ada earn?", "--user-id", "u-hr", "--mode", "bound"]
@@ -29,22 +28,12 @@ def servers(tmp_path: Path) -> Path:
     return path
 
 
-def routine(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``routine ARGS``; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["routine", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def test_a_bound_run_prints_each_step_and_the_answer_and_the_log_reads_it_back(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], servers: Path, data_dir: Path
+    cli: Cli, servers: Path, data_dir: Path
 ) -> None:
-    code, out, err = routine(monkeypatch, capfd, "run", *ADA, "--servers", str(servers),
+    code, out, err = cli("run", *ADA, "--servers", str(servers),
                              "--inputs", '{"employee_name": "Ada"}')
     assert code == 0, err
     lines = out.splitlines()
@@ -60,13 +49,13 @@ def test_a_bound_run_prints_each_step_and_the_answer_and_the_log_reads_it_back(
     run_id = re.fullmatch(r"\(run ([0-9a-f]{12})\)", lines[7]).group(1)  # type: ignore[union-attr]
     assert (data_dir / "runs.sqlite").exists()
 
-    code, out, _ = routine(monkeypatch, capfd, "runs", "list")
+    code, out, _ = cli("runs", "list")
     assert code == 0
     (row,) = out.splitlines()
     assert row.startswith(f"{run_id}  finished  bound   example.salary") and "4 steps" in row
     assert row.endswith("What does Ada earn?")
 
-    code, out, _ = routine(monkeypatch, capfd, "runs", "show", run_id[:5])
+    code, out, _ = cli("runs", "show", run_id[:5])
     shown = json.loads(out)
     assert (shown["id"], shown["status"], shown["mode"], shown["backend"], shown["user_id"]) == (
         run_id, "finished", "bound", "none", "u-hr")
@@ -76,10 +65,10 @@ def test_a_bound_run_prints_each_step_and_the_answer_and_the_log_reads_it_back(
 
 
 def test_the_servers_file_can_come_from_the_environment_and_json_output_has_the_trajectory(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], servers: Path
+    monkeypatch: pytest.MonkeyPatch, cli: Cli, servers: Path
 ) -> None:
     monkeypatch.setenv("ROUTINE_SERVERS_FILE", str(servers))
-    code, out, _ = routine(monkeypatch, capfd, "run", *ADA, "--inputs", '{"employee_name": "Alan"}', "--json")
+    code, out, _ = cli("run", *ADA, "--inputs", '{"employee_name": "Alan"}', "--json")
     assert code == 0
     result = json.loads(out)
     assert result["status"] == "finished" and "87000" in result["answer"]
@@ -88,16 +77,16 @@ def test_the_servers_file_can_come_from_the_environment_and_json_output_has_the_
 
 
 def test_a_run_whose_server_crashes_fails_with_the_downstream_error_and_is_logged(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], servers: Path
+    cli: Cli, servers: Path
 ) -> None:
-    code, out, err = routine(monkeypatch, capfd, "run", *ADA, "--servers", str(servers),
+    code, out, err = cli("run", *ADA, "--servers", str(servers),
                              "--inputs", json.dumps({"employee_name": CRASH}))
     assert code == 1
     assert '  step 1 [bound] get_user_profile({"user_id": "u-hr"})' in out
     assert "    ! downstream error: downstream server toy/search_employee:" in out
     assert "Run failed: downstream server toy/search_employee:" in err
     run_id = re.search(r"`routine runs show ([0-9a-f]{12})`", err).group(1)  # type: ignore[union-attr]
-    code, out, _ = routine(monkeypatch, capfd, "runs", "show", run_id)
+    code, out, _ = cli("runs", "show", run_id)
     shown = json.loads(out)
     assert shown["status"] == "failed" and [s["error_kind"] for s in shown["steps"]] == [None, "downstream"]
 
@@ -112,14 +101,14 @@ def test_a_run_whose_server_crashes_fails_with_the_downstream_error_and_is_logge
     ],
 )
 def test_what_the_user_must_fix_is_one_line_not_a_traceback(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], servers: Path, args: list[str], message: str
+    cli: Cli, servers: Path, args: list[str], message: str
 ) -> None:
     args = [str(servers) if a == "SERVERS" else a for a in args]
-    code, _, err = routine(monkeypatch, capfd, "run", *ADA, *args)
+    code, _, err = cli("run", *ADA, *args)
     assert code == 2
     assert message in err and "Traceback" not in err
 
 
-def test_showing_an_unknown_run_says_how_to_find_one(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
-    code, _, err = routine(monkeypatch, capfd, "runs", "show", "feedbeef")
+def test_showing_an_unknown_run_says_how_to_find_one(cli: Cli) -> None:
+    code, _, err = cli("runs", "show", "feedbeef")
     assert code == 2 and "no run 'feedbeef'" in err and "routine runs list" in err

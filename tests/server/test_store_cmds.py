@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from server.cli import main
+from tests.conftest import Cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "routines" / "examples"
 
@@ -19,58 +18,48 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
-def routine(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``routine ARGS``; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["routine", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
-def test_add_list_show_rm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], data_dir: Path) -> None:
+def test_add_list_show_rm(cli: Cli, data_dir: Path) -> None:
     salary = str(EXAMPLES / "salary.json")
-    assert routine(monkeypatch, capsys, "routines", "add", salary, "--tools", str(EXAMPLES / "tools.json"))[1] == \
+    assert cli("routines", "add", salary, "--tools", str(EXAMPLES / "tools.json"))[1] == \
         "saved example.salary version 1\n"
-    assert routine(monkeypatch, capsys, "routines", "add", salary)[1] == "unchanged example.salary version 1\n"
+    assert cli("routines", "add", salary)[1] == "unchanged example.salary version 1\n"
     assert (data_dir / "routines.sqlite").exists()
-    code, out, _ = routine(monkeypatch, capsys, "routines", "list")
+    code, out, _ = cli("routines", "list")
     assert code == 0 and out == "example.salary\tv1\t6 steps\tSalary enquiry\n"
-    code, out, _ = routine(monkeypatch, capsys, "routines", "show", "example.salary", "--text")
+    code, out, _ = cli("routines", "show", "example.salary", "--text")
     assert out.startswith("Step 1. Get requester:") and "and end the workflow;" in out
-    code, out, _ = routine(monkeypatch, capsys, "routines", "show", "example.salary")
+    code, out, _ = cli("routines", "show", "example.salary")
     assert json.loads(out)["version"] == 1
-    assert routine(monkeypatch, capsys, "routines", "rm", "example.salary")[1] == "deleted example.salary (1 version)\n"
-    code, _, err = routine(monkeypatch, capsys, "routines", "show", "example.salary")
+    assert cli("routines", "rm", "example.salary")[1] == "deleted example.salary (1 version)\n"
+    code, _, err = cli("routines", "show", "example.salary")
     assert code == 2 and err == "error: no Routine 'example.salary'; the store is empty\n"
 
 
 def test_invalid_routine_is_one_clear_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli: Cli, tmp_path: Path
 ) -> None:
     bad = json.loads((EXAMPLES / "salary.json").read_text())
     bad["steps"][1]["tool"] = "lookup_employee"
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(bad))
-    code, out, err = routine(monkeypatch, capsys, "routines", "add", str(path), "--tools", str(EXAMPLES / "tools.json"))
+    code, out, err = cli("routines", "add", str(path), "--tools", str(EXAMPLES / "tools.json"))
     assert code == 2 and out == ""
     assert "was not saved" in err and "did you mean search_employee" in err and "Traceback" not in err
 
 
-def test_export_then_import(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    routine(monkeypatch, capsys, "routines", "add", str(EXAMPLES / "salary.json"))
-    assert routine(monkeypatch, capsys, "routines", "export", str(tmp_path / "out"))[0] == 0
+def test_export_then_import(cli: Cli, tmp_path: Path) -> None:
+    cli("routines", "add", str(EXAMPLES / "salary.json"))
+    assert cli("routines", "export", str(tmp_path / "out"))[0] == 0
     assert (tmp_path / "out" / "example.salary.json").exists()
-    routine(monkeypatch, capsys, "routines", "rm", "example.salary")
-    code, out, _ = routine(monkeypatch, capsys, "routines", "import", str(tmp_path / "out"))
+    cli("routines", "rm", "example.salary")
+    code, out, _ = cli("routines", "import", str(tmp_path / "out"))
     assert code == 0 and out == "imported 1 Routine(s): example.salary v1\n"
 
 
 def test_plan_with_scripted_backend_and_save(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli: Cli, tmp_path: Path
 ) -> None:
     answer = json.loads((EXAMPLES / "salary.json").read_text())
     for key in ("id", "inputs"):
@@ -80,52 +69,52 @@ def test_plan_with_scripted_backend_and_save(
     draft = tmp_path / "draft.txt"
     draft.write_text("Salary enquiry: who asks, find the employee, salary for HR else the band, summarise.")
     replies = json.dumps([json.dumps(wrong), json.dumps(answer)])
-    code, out, err = routine(monkeypatch, capsys, "plan", "--draft", str(draft), "--tools", str(EXAMPLES / "tools.json"),
+    code, out, err = cli("plan", "--draft", str(draft), "--tools", str(EXAMPLES / "tools.json"),
                              "--backend", "scripted", "--option", f"replies={replies}", "--bind", "--id", "hr.salary",
                              "--save")
     assert code == 0, err
     assert out.startswith("Step 1. Get requester:")
     assert "2 attempt(s)" in err and "saved hr.salary version 1" in err
-    assert routine(monkeypatch, capsys, "routines", "list")[1].startswith("hr.salary\tv1")
+    assert cli("routines", "list")[1].startswith("hr.salary\tv1")
 
 
 def test_plan_that_never_validates_exits_1(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli: Cli, tmp_path: Path
 ) -> None:
     draft = tmp_path / "draft.txt"
     draft.write_text("anything")
     replies = json.dumps(["no JSON"])
-    code, out, err = routine(monkeypatch, capsys, "plan", "--draft", str(draft), "--tools", str(EXAMPLES / "tools.json"),
+    code, out, err = cli("plan", "--draft", str(draft), "--tools", str(EXAMPLES / "tools.json"),
                              "--backend", "scripted", "--option", f"replies={replies}", "--max-repairs", "0", "--save")
     assert code == 1 and out == "no JSON\n" and "[unreadable]" in err
-    assert routine(monkeypatch, capsys, "routines", "list")[1] == ""
+    assert cli("routines", "list")[1] == ""
 
 
 @pytest.mark.model
-def test_retrieve_with_the_bundled_model(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    routine(monkeypatch, capsys, "routines", "add", str(EXAMPLES / "salary.json"))
-    code, out, _ = routine(monkeypatch, capsys, "retrieve", "What is the salary of employee Ana Lopez?",
+def test_retrieve_with_the_bundled_model(cli: Cli) -> None:
+    cli("routines", "add", str(EXAMPLES / "salary.json"))
+    code, out, _ = cli("retrieve", "What is the salary of employee Ana Lopez?",
                            "--threshold", "0.05")
     assert code == 0 and out.split("\t")[1] == "example.salary"
-    code, _, err = routine(monkeypatch, capsys, "retrieve", "What is the salary of Ana?", "--threshold", "0.99")
+    code, _, err = cli("retrieve", "What is the salary of Ana?", "--threshold", "0.99")
     assert code == 1 and "no Routine matches well enough" in err
 
 
-def test_examples_import_list_rm(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    routine(monkeypatch, capsys, "routines", "add", str(EXAMPLES / "salary.json"))
+def test_examples_import_list_rm(cli: Cli, tmp_path: Path) -> None:
+    cli("routines", "add", str(EXAMPLES / "salary.json"))
     data = tmp_path / "distill.jsonl"
     data.write_text(json.dumps({"query": "How much does Ana earn?", "routine_id": "example.salary"}) + "\n"
                     + json.dumps({"query": "Book a flight to Oslo", "routine_id": "travel.booking"}) + "\n")
-    code, out, err = routine(monkeypatch, capsys, "routines", "examples", "import", str(data))
+    code, out, err = cli("routines", "examples", "import", str(data))
     assert code == 2 and out == "" and "no stored Routine 'travel.booking'" in err and "--skip-unknown" in err
-    code, out, err = routine(monkeypatch, capsys, "routines", "examples", "import", str(data), "--skip-unknown")
+    code, out, err = cli("routines", "examples", "import", str(data), "--skip-unknown")
     assert code == 0 and out == "imported 1 example question(s) from distill.jsonl\n"
     assert err == "skipped examples of Routines that are not stored: travel.booking (1)\n"
-    assert routine(monkeypatch, capsys, "routines", "examples", "list")[1] == "example.salary\t1\n"
-    code, out, _ = routine(monkeypatch, capsys, "routines", "examples", "list", "example.salary", "--json")
+    assert cli("routines", "examples", "list")[1] == "example.salary\t1\n"
+    code, out, _ = cli("routines", "examples", "list", "example.salary", "--json")
     assert json.loads(out) == [{"routine_id": "example.salary", "text": "How much does Ana earn?", "source": "distill.jsonl"}]
-    assert routine(monkeypatch, capsys, "routines", "examples", "rm")[0] == 2  # says what to remove
-    code, out, _ = routine(monkeypatch, capsys, "routines", "examples", "rm", "--source", "distill.jsonl")
+    assert cli("routines", "examples", "rm")[0] == 2  # says what to remove
+    code, out, _ = cli("routines", "examples", "rm", "--source", "distill.jsonl")
     assert code == 0 and out == "deleted 1 example question(s)\n"
-    code, out, err = routine(monkeypatch, capsys, "routines", "examples", "list")
+    code, out, err = cli("routines", "examples", "list")
     assert code == 0 and out == "" and err == "no example questions stored\n"

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from server.cli import main
+from tests.conftest import Cli
 from trainer.sharegpt import load_dataset
 
 
-def routine(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["routine", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capfd.readouterr()
-    return code, out, err
-
-
-def test_distill_over_stdio(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], toy_dir: Path,
+def test_distill_over_stdio(monkeypatch: pytest.MonkeyPatch, cli: Cli, toy_dir: Path,
                             tmp_path: Path) -> None:
     monkeypatch.setenv("ROUTINE_DATA_DIR", str(tmp_path / "data"))
     out = tmp_path / "out"
-    code, stdout, stderr = routine(monkeypatch, capfd, "distill", "--scenario", str(toy_dir), "--split", "train",
+    code, stdout, stderr = cli("distill", "--scenario", str(toy_dir), "--split", "train",
                                    "--teacher", "bound", "--out", str(out), "--limit", "4", "--no-routine")
     assert code == 0, stderr
     lines = stdout.splitlines()
@@ -38,11 +26,11 @@ def test_distill_over_stdio(monkeypatch: pytest.MonkeyPatch, capfd: pytest.Captu
     assert len(conversations) == 4 and all("<routines>" not in c.system for c in conversations)
 
 
-def test_bad_teacher_is_one_error_line(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+def test_bad_teacher_is_one_error_line(cli: Cli,
                                        toy_dir: Path, tmp_path: Path) -> None:
-    code, _, stderr = routine(monkeypatch, capfd, "distill", "--scenario", str(toy_dir), "--out", str(tmp_path),
+    code, _, stderr = cli("distill", "--scenario", str(toy_dir), "--out", str(tmp_path),
                               "--teacher", "oracle")
     assert code == 2 and "--teacher must be one of bound, local, openai" in stderr
-    code, _, stderr = routine(monkeypatch, capfd, "distill", "--scenario", str(tmp_path / "nowhere"), "--out",
+    code, _, stderr = cli("distill", "--scenario", str(tmp_path / "nowhere"), "--out",
                               str(tmp_path))
     assert code == 2 and stderr.startswith("error: no scenario")
