@@ -95,6 +95,8 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--backend must be one of {', '.join(BACKENDS)}")
         if shuffle not in SHUFFLES:
             raise typer.BadParameter(f"--shuffle must be one of {', '.join(SHUFFLES)}")
+        if dtype not in (None, "float32", "bfloat16", "auto"):
+            raise typer.BadParameter(f"--dtype must be float32, bfloat16 or auto, not {dtype!r}")
         configs = resolve_configs(config)
         home = (data_dir or settings.data_dir).expanduser()
         the_scenario = Scenario.load(scenario)

@@ -105,6 +105,9 @@ def test_subset_and_unknown_config_on_the_command_line(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["eval", "--scenario", str(eval_toy.SCENARIO_DIR), "--config", "tables",
                                    "--backend", "scripted", "--data-dir", str(tmp_path / "data")])
     assert bad.exit_code != 0 and "unknown configuration 'tables'" in str(bad.exception)
+    bad = CliRunner().invoke(app, ["eval", "--scenario", str(eval_toy.SCENARIO_DIR), "--dtype", "fp8",
+                                   "--backend", "local", "--data-dir", str(tmp_path / "data")])
+    assert bad.exit_code == 2 and "--dtype must be float32, bfloat16 or auto" in bad.output
 
 
 def test_markdown_of_no_runs() -> None:
