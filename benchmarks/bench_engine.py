@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from fastmcp import Client
 
-from memory.variables import VariableMemory
+from memory.variables import calls_as_written
 from routines.backends.base import Message, ToolSpec
 from routines.backends.scripted import ScriptedBackend
 from routines.executor import Executor, ExecutorConfig, RunResult
@@ -73,14 +73,6 @@ class ReplayHub:
         return ToolResult(value, "", False, time.perf_counter() - started, "hr", name)
 
 
-def scripted_calls(gold: dict[str, Any], threshold: int) -> list[dict[str, Any]]:
-    memory = VariableMemory(threshold=threshold)
-    calls = []
-    for call in gold["calls"]:
-        calls.append({"name": call["name"], "arguments": memory.encode(call["arguments"])})
-        memory.compress(call["result"], hint=call["name"])
-    return calls
-
 
 async def replay(
     executor: Executor, hub: ReplayHub, routine: Routine, gold: dict[str, Any], mode: str
@@ -88,7 +80,7 @@ async def replay(
     hub.results = [c["result"] for c in gold["calls"]]
     backend = executor.backend
     if isinstance(backend, ScriptedBackend):
-        backend.replies = scripted_calls(gold, executor.config.memory_threshold)
+        backend.replies = calls_as_written(gold["calls"], executor.config.memory_threshold)
         backend.requests.clear()
     inputs = gold["inputs"] if mode != "model" else None
     started = time.perf_counter()

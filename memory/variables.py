@@ -136,6 +136,18 @@ class VariableMemory:
         return {name: self.resolve(value, props.get(name)) for name, value in args.items()}
 
 
+def calls_as_written(calls: list[Mapping[str, Any]], threshold: int) -> list[dict[str, Any]]:
+    """Recorded calls (``name``, ``arguments``, ``result``) as a model writes them when the executor keeps
+    long results in variable memory: an argument stored by then is written as its key. Computed from the
+    recorded results alone, independently of any executor run (scripted replays, benchmarks)."""
+    memory = VariableMemory(threshold=threshold)
+    written = []
+    for call in calls:
+        written.append({"name": call["name"], "arguments": memory.encode(call["arguments"])})
+        memory.compress(call["result"], hint=call["name"])
+    return written
+
+
 def _types(schema: Mapping[str, Any] | None) -> set[str]:
     if not schema:
         return set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,50 +119,51 @@ OFF_TOPIC = ["What's the weather in Paris tomorrow?", "Tell me a joke.", "What i
              "How do I install Python on my laptop?", "My monitor is flickering, can IT replace it?"]
 
 
-@pytest.fixture(scope="module")
-def hr(tmp_path_factory: pytest.TempPathFactory) -> Retriever:
+def hr_retriever(tmp_path_factory: pytest.TempPathFactory, *, examples: bool) -> Iterator[Retriever]:
+    """The HR Routines in a fresh store; with ``examples``, the train queries as example questions."""
     from scenarios.hr import load_routines
+    from scenarios.hr.queries import DATA_DIR
 
-    store = ProcedureStore.open(tmp_path_factory.mktemp("hr"))
+    store = ProcedureStore.open(tmp_path_factory.mktemp("hr-examples" if examples else "hr"))
     store.save_many(load_routines())
+    if examples:
+        store.import_examples(DATA_DIR / "queries_train.jsonl")
     yield Retriever(store, Embedder())
     store.close()
+
+
+def hr_test_top1(retriever: Retriever) -> float:
+    """Top-1 accuracy on the HR test queries."""
+    from scenarios.hr import load_queries
+
+    queries = load_queries("test")
+    vectors = retriever.embedder.embed([q["query"] for q in queries])
+    right = sum(retriever.search(v, 1)[0][0] == q["routine_id"] for v, q in zip(vectors, queries))
+    return right / len(queries)
+
+
+@pytest.fixture(scope="module")
+def hr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retriever]:
+    yield from hr_retriever(tmp_path_factory, examples=False)
+
+
+@pytest.fixture(scope="module")
+def hr_examples(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retriever]:
+    yield from hr_retriever(tmp_path_factory, examples=True)
 
 
 @pytest.mark.model
 def test_hr_test_queries_top1(hr: Retriever) -> None:
-    from scenarios.hr import load_queries
-
-    queries = load_queries("test")
-    vectors = hr.embedder.embed([q["query"] for q in queries])
-    right = sum(hr.search(v, 1)[0][0] == q["routine_id"] for v, q in zip(vectors, queries))
     # measured 182/200 = 91.0% from the Routine texts alone (docs/procedure-memory.md)
-    assert right / len(queries) >= 0.90
-
-
-@pytest.fixture(scope="module")
-def hr_examples(tmp_path_factory: pytest.TempPathFactory) -> Retriever:
-    """The HR Routines with the train queries imported as example questions."""
-    from scenarios.hr import load_routines
-    from scenarios.hr.queries import DATA_DIR
-
-    store = ProcedureStore.open(tmp_path_factory.mktemp("hr-examples"))
-    store.save_many(load_routines())
-    store.import_examples(DATA_DIR / "queries_train.jsonl")
-    yield Retriever(store, Embedder())
-    store.close()
+    assert hr_test_top1(hr) >= 0.90
 
 
 @pytest.mark.model
 def test_hr_test_queries_top1_with_train_questions_as_examples(hr_examples: Retriever) -> None:
-    from scenarios.hr import load_queries
-
-    queries = load_queries("test")
-    vectors = hr_examples.embedder.embed([q["query"] for q in queries])
-    right = sum(hr_examples.search(v, 1)[0][0] == q["routine_id"] for v, q in zip(vectors, queries))
     # measured 191/200 = 95.5%; 95.5% too with each test query's phrasing held out of the examples, 95.0% with
     # its whole template held out (benchmarks/bench_retrieval.py --part accuracy)
-    assert hr_examples.with_examples == 7 and right / len(queries) >= 0.945
+    accuracy = hr_test_top1(hr_examples)  # searching builds the index, which counts the Routines with examples
+    assert hr_examples.with_examples == 7 and accuracy >= 0.945
 
 
 @pytest.mark.model

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory.variables import VariableMemory
+from memory.variables import VariableMemory, calls_as_written
 
 MEMBERS = [f"Member {i:02d}" for i in range(40)]
 LIST_PARAM = {"type": "array", "items": {"type": "string"}}
@@ -119,6 +119,19 @@ def test_encode_writes_stored_values_as_their_keys_like_a_model_would() -> None:
     assert memory.encode({"members": MEMBERS, "team": "red"}) == {"members": key, "team": "red"}
     assert memory.encode({"data": {"people": MEMBERS}}) == {"data": {"people": key}}
     assert memory.encode({"short": ["a"]}) == {"short": ["a"]}
+
+
+def test_recorded_calls_are_written_with_the_keys_stored_before_them() -> None:
+    calls = [
+        {"name": "list_team", "arguments": {"team": "red"}, "result": {"members": MEMBERS}},
+        {"name": "email", "arguments": {"to": MEMBERS, "subject": "hi"}, "result": "sent"},
+    ]
+    written = calls_as_written(calls, threshold=100)
+    assert written == [
+        {"name": "list_team", "arguments": {"team": "red"}},
+        {"name": "email", "arguments": {"to": "memory_members", "subject": "hi"}},
+    ]
+    assert calls_as_written(calls, threshold=10_000)[1]["arguments"]["to"] == MEMBERS  # nothing stored
 
 
 def test_keys_never_cross_runs() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from memory.variables import VariableMemory
+from memory.variables import calls_as_written
 from routines.backends.scripted import ScriptedBackend
 from routines.executor import Executor, ExecutorConfig, RunResult
 from routines.hub import ToolHub
@@ -43,16 +43,6 @@ async def hub(hr_db: Path) -> AsyncIterator[ToolHub]:
     async with ToolHub({"hr": create_server(hr_db)}) as hub:
         yield hub
 
-
-def scripted_calls(gold: dict[str, Any], threshold: int) -> list[dict[str, Any]]:
-    """The gold calls as a model would write them: a value the executor stored in variable memory by then is
-    written as its key. (Computed from the gold results alone, independently of the executor's run.)"""
-    memory = VariableMemory(threshold=threshold)
-    calls = []
-    for call in gold["calls"]:
-        calls.append({"name": call["name"], "arguments": memory.encode(call["arguments"])})
-        memory.compress(call["result"], hint=call["name"])
-    return calls
 
 
 def mismatch(gold: dict[str, Any], result: RunResult) -> str | None:
@@ -105,7 +95,7 @@ async def test_a_scripted_model_replaying_the_gold_calls_reproduces_every_trajec
     problems = []
     keys_used = 0
     for record in gold:
-        calls = scripted_calls(record, CONFIG.memory_threshold)
+        calls = calls_as_written(record["calls"], CONFIG.memory_threshold)
         keys_used += sum("memory_" in str(c["arguments"]) for c in calls)
         backend.replies = list(calls)
         result = await executor.run(routines[record["routine_id"]], record["query"], user_id=record["user_id"],
