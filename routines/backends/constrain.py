@@ -135,6 +135,17 @@ class Guide:
         if logits.shape[-1] > vocab:
             logits[:, vocab:] = float("-inf")
 
+    def forced(self, row: int) -> list[int]:
+        """The tokens the grammar forces next in sequence ``row`` (none where the model has a choice)."""
+        return list(self.matchers[row].compute_ff_tokens())
+
+    def advance_all(self, row: int, tokens: Sequence[int]) -> bool:
+        """Follow ``tokens`` in sequence ``row``; True once the grammar is complete."""
+        matcher = self.matchers[row]
+        if not matcher.consume_tokens(list(tokens)):  # pragma: no cover - forced tokens always fit
+            raise RuntimeError(f"the grammar refused its own forced tokens: {matcher.get_error()}")
+        return matcher.is_stopped()
+
     def advance(self, row: int, token: int) -> bool:
         """Follow ``token`` in sequence ``row``; True once the grammar is complete (only EOS may follow)."""
         matcher = self.matchers[row]

@@ -27,7 +27,13 @@ import torch
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 PREFILL_CHUNK = 512
 ATTEND_BLOCK = 32
-"""Query rows per block of the bfloat16 prefill attention."""
+"""Query rows per kv head in a block of the bfloat16 prefill attention: its scores (a few hundred KB)
+stay in cache. Larger blocks measured slower here (2026-11: 32 -> 0.82 s, 64 -> 1.0 s, 128 -> 0.98 s for
+237 tokens over a 5,300-token prefix), their float32 softmax temporaries going to main memory."""
+DECODE_BLOCK = 96
+"""Query rows per kv head in a block of a decode step's attention (24 rows of one token: one block)."""
+CAPACITY_STEP = 64
+"""Cache capacity is a multiple of this many tokens."""
 
 
 class UnsupportedModelError(ValueError):
@@ -71,7 +77,8 @@ class KVCache:
             return
         if self.is_view:
             raise RuntimeError("a row view of a KVCache cannot grow; allocate the parent large enough")
-        capacity = -(-max(tokens, 2 * self.capacity) // 256) * 256
+        # Grow by half: a decode step attends over the whole capacity, so slack costs every step.
+        capacity = -(-max(tokens, self.capacity + self.capacity // 2) // CAPACITY_STEP) * CAPACITY_STEP
         for store in (self.keys, self.values):
             for i, old in enumerate(store):
                 new = old.new_zeros((old.shape[0], old.shape[1], capacity, old.shape[3]))
@@ -100,6 +107,16 @@ class KVCache:
             for a, b in zip(mine, theirs, strict=True):
                 a[0, :, start : start + n] = b[row, :, :n]
         self.lengths[0] = start + n
+
+    def compact(self) -> KVCache:
+        """A copy whose capacity is exactly its longest row: the shared prefix of a decode, read whole by
+        every step (a slice of a larger buffer would make each step's matmul copy it first)."""
+        n = int(self.lengths.max())
+        return KVCache(
+            [k[:, :, :n].contiguous() for k in self.keys],
+            [v[:, :, :n].contiguous() for v in self.values],
+            self.lengths.clone(),
+        )
 
     def select(self, rows: Sequence[int]) -> None:
         """Keep only these rows, in this order."""
@@ -138,7 +155,7 @@ class Decoder:
             self.max_positions = min(self.max_positions, int(window))
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
-        capacity = max(256, -(-capacity // 256) * 256)
+        capacity = max(CAPACITY_STEP, -(-capacity // CAPACITY_STEP) * CAPACITY_STEP)
         shape = (batch, self.kv_heads, capacity, self.head_dim)
         # Zeros, not empty: a masked slot still enters the matmul with weight 0, and 0 * NaN is NaN.
         return KVCache(
@@ -161,33 +178,61 @@ class Decoder:
 
     @torch.inference_mode()
     def step(self, tokens: Sequence[int], cache: KVCache, shared: KVCache | None = None) -> torch.Tensor:
-        """Append one token to every row; the next-token logits ``[batch, vocab]``."""
-        out = self._forward(torch.tensor(list(tokens), dtype=torch.long)[:, None], cache, shared, logits=True)
+        """Append one token to every row; the next-token logits ``[batch, vocab]``. Each step reads all of
+        ``shared`` and of ``cache``'s capacity: pass ``shared.compact()`` and size ``cache`` closely."""
+        return self.extend([[t] for t in tokens], cache, shared)
+
+    @torch.inference_mode()
+    def extend(self, tokens: Sequence[Sequence[int]], cache: KVCache, shared: KVCache | None = None) -> torch.Tensor:
+        """Append ``tokens[r]`` (one or more) to every row ``r`` in one pass; the logits after each row's last
+        token, ``[batch, vocab]``. Rows feed different numbers of tokens (grammar-forced runs): the short
+        ones are padded, and what the padding writes past a row's length is masked and later overwritten."""
+        if len(tokens) != cache.batch or any(not t for t in tokens):
+            raise ValueError("extend takes one non-empty token list per cache row")
+        counts = torch.tensor([len(t) for t in tokens], dtype=torch.long)
+        width = int(counts.max())
+        padded = torch.tensor([list(t) + [t[-1]] * (width - len(t)) for t in tokens], dtype=torch.long)
+        out = self._forward(padded, cache, shared, logits=True, counts=counts)
         assert out is not None
         return out
 
     def _forward(
-        self, tokens: torch.Tensor, cache: KVCache, shared: KVCache | None, *, logits: bool
+        self,
+        tokens: torch.Tensor,
+        cache: KVCache,
+        shared: KVCache | None,
+        *,
+        logits: bool,
+        counts: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
+        """Feed ``tokens`` ``[batch, width]``: one row (a prefill chunk) or every row of ``cache`` (a decode
+        step; ``counts`` says how many of each row's tokens are real)."""
         batch, width = tokens.shape
-        if batch > 1 and width > 1:
-            raise ValueError("feed either one row or one token per row")
+        decoding = counts is not None
+        if not decoding and batch > 1:
+            raise ValueError("a prefill feeds one row; feed every row through extend")
+        if counts is None:
+            counts = torch.full((batch,), width, dtype=torch.long)
         prefix = shared.length() if shared is not None else 0
         start = cache.lengths.clone()
-        span = int(start.max()) + width
+        span = int((start + counts).max())
         if prefix + span > self.max_positions:
             raise ValueError(
                 f"the conversation needs {prefix + span} positions but the model has {self.max_positions}; "
                 "shorten the prompt or lower max_tokens"
             )
-        cache.reserve(span)
+        cache.reserve(int(start.max()) + width)
         offsets = torch.arange(width)
         positions = prefix + start[:, None] + offsets  # [batch, width]
         bias = torch.zeros(0)
-        if width == 1:  # slot s of a row is visible to that row's new token when s <= start (causal, own row)
-            visible = torch.arange(span)[None, :] <= start[:, None]
+        if decoding:
+            # A decode step attends over each row's whole capacity: a matmul over a slice of the token axis
+            # copies the slice first, which costs several times the matmul. Slot s is visible to a row's
+            # token j (written at start + j) when s <= start + j: causal, own row; the slack is masked.
+            visible = torch.arange(cache.capacity)[None, None, :] <= positions[:, :, None] - prefix
             bias = torch.zeros(visible.shape, dtype=self.dtype).masked_fill_(~visible, float("-inf"))
-            bias = bias[None, :, None, :]  # [1, b, 1, span] against scores [kvh, b, g*w, span]
+            # [1, b, g * w, capacity] against scores [kvh, b, g * w, capacity]: rows (head in group, token)
+            bias = bias[:, None].expand(batch, self.groups, width, -1).reshape(1, batch, self.groups * width, -1)
         model = self.lm.model
         hidden = model.embed_tokens(tokens)
         cos, sin = model.rotary_emb(hidden, positions)
@@ -206,20 +251,22 @@ class Decoder:
                 keys[rows, :, start] = k[:, :, 0]
                 values[rows, :, start] = v[:, :, 0]
             else:
-                s0 = int(start[0])
-                keys[0, :, s0 : s0 + width] = k[0]
-                values[0, :, s0 : s0 + width] = v[0]
+                for r in range(batch):
+                    s0 = int(start[r])
+                    keys[r, :, s0 : s0 + width] = k[r]
+                    values[r, :, s0 : s0 + width] = v[r]
             pre = (shared.keys[index][0, :, :prefix], shared.values[index][0, :, :prefix]) if prefix else None
-            if width == 1:
-                out = self._attend(q, keys[:, :, :span], values[:, :, :span], bias, pre)
+            if decoding:
+                out = self._attend_rows(q, keys, values, bias, pre)
             else:
                 out = self._attend_prefill(q, keys[:, :, :span], values[:, :, :span], pre)
             hidden = hidden + attn.o_proj(out)
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        cache.lengths += width
+        cache.lengths += counts
         if not logits:
             return None
-        return self.lm.lm_head(model.norm(hidden[:, -1])).float()
+        last = hidden[rows, counts - 1]  # each row's last real token
+        return self.lm.lm_head(model.norm(last)).float()
 
     def _attend_prefill(
         self,
@@ -245,8 +292,8 @@ class Decoder:
         return out.transpose(1, 2).reshape(1, width, heads * dim)
 
     def _attend_blocked(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """The bfloat16 prefill: blocks of ``ATTEND_BLOCK`` query rows, each a bfloat16 matmul, a float32
-        softmax and a bfloat16 matmul, small enough to stay in cache. Measured here (2026-11, 200 tokens
+        """The bfloat16 prefill: blocks of ``ATTEND_BLOCK`` query rows, each a bfloat16 matmul, a softmax
+        (float32 inside) and a bfloat16 matmul, small enough to stay in cache. Measured here (2026-11, 200 tokens
         over a 5,500-token prompt) about twice as fast as SDPA's CPU kernel, which gains nothing from
         bfloat16."""
         _, heads, width, dim = q.shape
@@ -263,9 +310,30 @@ class Decoder:
             hi = min(lo + ATTEND_BLOCK, g * width)
             scores = qg[:, lo:hi] @ kt
             scores[:, :, total - width :].masked_fill_(hidden[lo:hi], float("-inf"))
-            weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            weights = torch.softmax(scores, dim=-1)  # computed in float32, rounded once to bfloat16
             torch.matmul(weights, v, out=out[:, lo:hi])
         return out.view(heads, width, dim).transpose(0, 1).reshape(1, width, heads * dim)
+
+    def _attend_rows(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        bias: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """:meth:`_attend` over blocks of rows holding about ``DECODE_BLOCK`` query rows per kv head: a step
+        that feeds forced runs (several tokens a row) would otherwise build scores of tens of megabytes."""
+        batch, _, width, _ = q.shape
+        per = max(1, DECODE_BLOCK // (self.groups * width))
+        if per >= batch:
+            return self._attend(q, keys, values, bias, prefix)
+        return torch.cat(
+            [
+                self._attend(q[lo : lo + per], keys[lo : lo + per], values[lo : lo + per], bias[:, lo : lo + per], prefix)
+                for lo in range(0, batch, per)
+            ]
+        )
 
     def _attend(
         self,

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STOP_TEXT = "</tool_call>"
+DECODE_ROOM = 64
+"""Tokens per row a group's cache is first sized for beyond its longest prompt (a tool call is ~50)."""
 
 
 class ModelLoadError(RuntimeError):
@@ -341,7 +343,10 @@ class TransformersBackend(BaseBackend):
             shared_len = min([common_prefix(group[0].ids, r.ids) for r in group] + [shortest - 1])
         cached = self._take_prefix(dec, group[0].ids[:shared_len]) if shared_len else 0
         shared = self._prefix if shared_len else None
-        cache = dec.new_cache(len(group), max(len(r.ids) for r in group) - shared_len + max_tokens)
+        # Room for the answers too, but not for max_tokens each: a decode step reads the whole capacity
+        # (the cache grows by half when a row runs past it).
+        room = min(max_tokens, DECODE_ROOM)
+        cache = dec.new_cache(len(group), max(len(r.ids) for r in group) - shared_len + room)
         logits = torch.empty(len(group), dec.vocab_size)
         for b, row in enumerate(group):
             suffix, keep = row.ids[shared_len:], 0
@@ -352,7 +357,7 @@ class TransformersBackend(BaseBackend):
             assert out is not None
             logits[b] = out[0]
             row.reused = (cached if b == 0 else shared_len) + keep
-        self._decode(lm, group, cache, shared, logits, constraint)
+        self._decode(lm, group, cache, shared.compact() if shared is not None else None, logits, constraint)
         if len(group) == 1 and self.prefix_reuse:
             self._keep_conversation(dec, group[0], cache, shared_len)
         return [self._completion(lm, row, len(group), constraint, row.finished_at - started) for row in group]
@@ -394,37 +399,49 @@ class TransformersBackend(BaseBackend):
                 guide.mask(logits)
             chosen = logits.argmax(dim=-1).tolist()
             now = time.perf_counter()
+            feed: list[list[int]] = []
             live = []
             for slot, token in enumerate(chosen):
                 row = group[slots[slot]]
+                fed = [token]
                 if row.finish is None:
-                    row.finish = self._advance(lm, row, token, guide, slot)
+                    row.finish, fed = self._advance(lm, row, token, guide, slot)
                     row.finished_at = now
                     if row.finish is None:
                         live.append(slot)
+                feed.append(fed)
             if not live:
                 return
             if len(live) <= 0.75 * len(slots):  # drop finished rows once enough of them idle in the batch
                 cache.select(live)
                 if guide is not None:
                     guide.select(live)
-                slots, chosen = [slots[s] for s in live], [chosen[s] for s in live]
-            logits = lm.decoder.step(chosen, cache, shared)
+                slots, feed = [slots[s] for s in live], [feed[s] for s in live]
+            logits = lm.decoder.extend(feed, cache, shared)
 
     @staticmethod
     def _advance(
         lm: LoadedModel, row: _Row, token: int, guide: constrain.Guide | None, slot: int
-    ) -> str | None:
-        """Take ``token`` into ``row``; the finish reason once the row is done."""
+    ) -> tuple[str | None, list[int]]:
+        """Take ``token`` into ``row``, then the tokens the grammar forces after it; the finish reason once
+        the row is done, and the tokens to feed the model next (forced runs go in one pass, not one step
+        per token: most of a tool call is forced, its name's tail, the keys' punctuation, the closing tag)."""
         if token in lm.stop_ids:
-            return "stop"
+            return "stop", [token]
         row.out.append(token)
+        fed = [token]
         if guide is not None:
             if guide.advance(slot, token):
-                return "stop"
+                return "stop", fed
+            forced = guide.forced(slot)[: max(0, row.budget - len(row.out))]
+            if forced:
+                row.out.extend(forced)
+                fed.extend(forced)
+                if guide.advance_all(slot, forced):
+                    return "stop", fed
         elif STOP_TEXT in lm.decode(row.out[-8:]):
-            return "stop"
-        return "length" if len(row.out) >= row.budget else None
+            return "stop", fed
+        return ("length" if len(row.out) >= row.budget else None), fed
 
     def _completion(
         self, lm: LoadedModel, row: _Row, batch: int, constraint: Constraint | None, latency: float

@@ -67,3 +67,42 @@ def test_decoder_matches_the_models_own_forward(dtype: str) -> None:
         assert int(got.argmax()) == nxt and int(got_next.argmax()) == int(want_next.argmax())
         for a, b in ((got, want), (got_next, want_next)):
             assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.999
+
+
+def test_compact_cache_keeps_exactly_the_tokens_held() -> None:
+    from routines.backends.decoder import KVCache
+
+    keys = [torch.arange(2 * 3 * 8 * 4, dtype=torch.float32).view(2, 3, 8, 4)]
+    cache = KVCache(keys, [k + 1 for k in keys], torch.tensor([5, 3]))
+    compact = cache.compact()
+    assert compact.capacity == 5 and compact.keys[0].is_contiguous()
+    assert torch.equal(compact.keys[0], keys[0][:, :, :5]) and torch.equal(compact.values[0], keys[0][:, :, :5] + 1)
+    compact.keys[0].zero_()  # a copy: the original is untouched
+    assert keys[0].sum() > 0
+
+
+@pytest.mark.model
+def test_extend_feeds_ragged_runs_like_single_steps() -> None:
+    """Rows feeding 3 tokens and 1 token in one pass get the logits they get fed one token at a time."""
+    from routines.backends.transformers import load_model
+
+    lm = load_model(dtype="float32")
+    dec = lm.decoder
+    ids = lm.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
+    split = len(ids) - 6
+    with torch.inference_mode():
+        shared = dec.new_cache(1, split)
+        dec.prefill(ids[:split], shared, logits=False)
+        shared = shared.compact()
+        ragged = dec.new_cache(2, 16)
+        stepped = dec.new_cache(2, 16)
+        for cache in (ragged, stepped):
+            dec.prefill(ids[split : split + 2], cache.row(0), shared)
+            dec.prefill(ids[split : split + 1], cache.row(1), shared)
+        got = dec.extend([ids[split + 2 : split + 5], [ids[split + 1]]], ragged, shared)
+        first = dec.step([ids[split + 2], ids[split + 1]], stepped, shared)
+        dec.step([ids[split + 3], ids[split + 2]], stepped, shared)
+        want = dec.step([ids[split + 4], ids[split + 3]], stepped, shared)
+    assert ragged.lengths.tolist() == [5, 2]
+    torch.testing.assert_close(got[0], want[0], atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(got[1], first[1], atol=1e-3, rtol=1e-4)

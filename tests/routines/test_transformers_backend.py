@@ -128,6 +128,15 @@ def test_guide_masks_forbidden_tokens(byte_tokenizer: llguidance.LLTokenizer) ->
     assert done
 
 
+def test_guide_forces_what_the_grammar_leaves_no_choice_about(byte_tokenizer: llguidance.LLTokenizer) -> None:
+    guide = constrain.Guide(byte_tokenizer, Constraint(tools=(SALARY,)), n_sequences=1)
+    assert not guide.advance(0, byte_tokenizer.tokenize_str("<")[0])
+    opening = guide.forced(0)  # one tool: its whole name and the arguments' opening are forced
+    assert byte_tokenizer.decode_str(opening).startswith('tool_call>{"name": "get_salary", "arguments": {')
+    assert not guide.advance_all(0, opening)
+    assert guide.forced(0) == guide.forced(0)  # asking does not move the matcher
+
+
 # --- the real model ---------------------------------------------------------------------------
 
 SYSTEM = (
