@@ -13,6 +13,8 @@ is loaded once and shared):
   together), with the tool order shuffled per Routine (the harness's default), per query and per sample.
 
 ``naive`` and ``batched-per-sample`` run only the first ``--few`` samples (each prefills a whole prompt).
+``--workers N`` runs the batched modes on N worker processes (``ProcessBackend``, one torch thread each
+unless ``--threads``) as lanes of ``run_samples``; the workers load before the clock starts.
 ``--routine`` keeps the queries of one Routine: a full run sends the samples of a Routine together, so this
 is the steady state of a long run.
 
@@ -40,7 +42,9 @@ from evals.checker import check_call
 from evals.configs import CONFIGS, RoutineCatalog, build_samples
 from evals.decompose import Sample, load_trajectories, select_queries
 from evals.runner import RunOptions, run_samples, tool_constraint
-from routines.backends.transformers import TransformersBackend
+from routines.backends import create_backend
+from routines.backends.process import ProcessBackend, close_all, start_all
+from routines.backends.transformers import TransformersBackend, default_threads
 from routines.scenario import Scenario
 from server.settings import Settings
 
@@ -54,8 +58,9 @@ async def sequential(samples: list[Sample], backend: TransformersBackend, constr
     return outputs
 
 
-async def measure(name: str, samples: list[Sample], backend: TransformersBackend, args: argparse.Namespace,
+async def measure(name: str, samples: list[Sample], backend: Any, args: argparse.Namespace,
                   batched: bool) -> dict[str, Any]:
+    """One mode's row; ``backend`` is one backend or, batched, a list of worker lanes."""
     started = time.perf_counter()
     if batched:
         options = RunOptions(constrain=args.constrain, max_tokens=args.max_tokens, chunk=args.chunk, progress=False)
@@ -94,18 +99,33 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     config = CONFIGS[args.config]
     sets = {shuffle: build_samples(config, chosen, tset.tools, catalog, seed=args.seed, shuffle=shuffle)
             for shuffle in ("per-routine", "per-query", "per-sample")}
-    warm = TransformersBackend(max_batch=args.max_batch, threads=args.threads, dtype=args.dtype)
-    started = time.perf_counter()
-    _ = warm.loaded
-    print(f"model loaded in {time.perf_counter() - started:.1f} s; {len(sets['per-query'])} samples of {len(chosen)} "
-          f"queries, config {config.name}, {'constrained' if args.constrain else 'free'} decoding", flush=True)
+    modes = args.modes.split(",")
+    threads = args.threads or (1 if args.workers > 1 else default_threads())
+    if args.workers == 1 or not all(m.startswith("batched-") for m in modes):  # an in-process model is used
+        started = time.perf_counter()
+        _ = TransformersBackend(threads=args.threads, dtype=args.dtype).loaded
+        print(f"model loaded in {time.perf_counter() - started:.1f} s", flush=True)
+    print(f"{len(sets['per-query'])} samples of {len(chosen)} queries, config {config.name}, "
+          f"{'constrained' if args.constrain else 'free'} decoding, {args.workers} worker(s)", flush=True)
     rows = []
-    for mode in args.modes.split(","):
+    for mode in modes:
         if mode.startswith("batched-"):
             shuffle = mode.removeprefix("batched-")
-            backend = TransformersBackend(max_batch=args.max_batch, threads=args.threads, dtype=args.dtype)
             picked = sets[shuffle] if shuffle != "per-sample" else first(sets[shuffle], args.few)
-            rows.append(await measure(f"batched, {shuffle} tools", picked, backend, args, True))
+            if args.workers == 1:
+                backend = TransformersBackend(max_batch=args.max_batch, threads=args.threads, dtype=args.dtype)
+                rows.append(await measure(f"batched, {shuffle} tools", picked, backend, args, True))
+                continue
+            lanes = [ProcessBackend(create_backend, kind="local", max_batch=args.max_batch, threads=threads,
+                                    dtype=args.dtype) for _ in range(args.workers)]
+            try:
+                started = time.perf_counter()
+                await start_all(lanes)  # fresh workers per mode, loaded before the clock starts
+                print(f"{args.workers} workers loaded in {time.perf_counter() - started:.1f} s", flush=True)
+                rows.append(await measure(f"batched, {shuffle} tools, {args.workers} workers", picked, lanes, args,
+                                          True))
+            finally:
+                await close_all(lanes)
         elif mode == "prefix":
             rows.append(await measure("prefix reuse, per-routine", sets["per-routine"], TransformersBackend(threads=args.threads, dtype=args.dtype), args, False))
         elif mode == "naive":
@@ -117,7 +137,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "scenario": scenario.name, "split": args.split, "config": config.name, "constrained": args.constrain,
         "routine": args.routine, "queries": len(chosen), "samples": len(sets["per-query"]), "seed": args.seed, "max_tokens": args.max_tokens,
-        "max_batch": args.max_batch, "chunk": args.chunk, "threads": warm.threads, "dtype": args.dtype, "machine": platform.machine(),
+        "max_batch": args.max_batch, "chunk": args.chunk, "threads": threads, "workers": args.workers,
+        "dtype": args.dtype, "machine": platform.machine(),
         "command": "python benchmarks/bench_eval.py " + " ".join(sys.argv[1:]), "rows": rows,
     }
 
@@ -134,6 +155,8 @@ if __name__ == "__main__":
     parser.add_argument("--max-batch", type=int, default=48)
     parser.add_argument("--threads", type=int, default=None, help="Torch threads (default: the backend's).")
     parser.add_argument("--dtype", default="float32", help="Embedded model numerics: float32, bfloat16 or auto.")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Batched modes: worker processes, each with its own model (1 thread unless --threads).")
     parser.add_argument("--chunk", type=int, default=RunOptions().chunk)
     parser.add_argument("--modes", default="batched-per-routine,batched-per-query,batched-per-sample,prefix,naive")
     parser.add_argument("--few", type=int, default=8,
@@ -143,6 +166,8 @@ if __name__ == "__main__":
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_eval.json")
     ns = parser.parse_args()
+    if ns.workers < 1:
+        parser.error("--workers must be at least 1")
     result = anyio.run(main, ns)
     ns.out.parent.mkdir(parents=True, exist_ok=True)
     ns.out.write_text(json.dumps(result, indent=1) + "\n")

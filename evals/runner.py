@@ -5,6 +5,12 @@ for real (``TransformersBackend.complete_batch``: shared-prefix groups, KV reuse
 of one query) gets them in chunks; any other backend (OpenAI-compatible HTTP, MCP sampling, scripted) gets
 one request per sample, ``concurrency`` at a time. Every output is judged by :mod:`evals.checker`.
 
+Several backends (worker processes, :class:`routines.backends.process.ProcessBackend`) run as lanes, one
+chunk at a time each. A backend keeps the KV cache of its last shared prefix (a Routine's system prompt,
+about 5,000 tokens), so a chunk holds one Routine, and a lane sticks to its Routine and then moves on to the
+largest Routine nobody works on (:func:`pick_routine`); near the end chunks shrink so the lanes finish
+together.
+
 Constrained decoding, when asked for, allows one call to **any** tool of the sample's tool list (never only
 the expected tool, which would hand the model the answer).
 
@@ -19,7 +25,8 @@ import hashlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +36,7 @@ from evals.checker import Verdict, check_call, normalize_text
 from evals.configs import CONFIGS, EvalConfig, RoutineCatalog
 from evals.decompose import Sample, Trajectory, decompose
 from routines.backends.base import Backend, BaseBackend, Completion, Constraint, Message, ToolSpec
+from routines.backends.process import ProcessBackend, start_all
 from routines.backends.scripted import ScriptedBackend
 from routines.calls import ToolCall
 from routines.executor import Executor, ExecutorConfig
@@ -62,13 +70,20 @@ class RunOptions:
     max_tokens: int = DEFAULT_MAX_TOKENS
     concurrency: int = 8
     """Requests in flight at once, for backends that do not batch (HTTP)."""
-    chunk: int = 96
-    """Samples per ``complete_batch`` call, for backends that batch (the backend groups them further)."""
+    chunk: int = 192
+    """Samples per ``complete_batch`` call, for backends that batch (the backend groups them further and
+    decodes ``max_batch`` at a time, a finished row's slot taking the next waiting one; larger calls drain
+    the batch at the end less often)."""
     progress: bool = True
 
 
 def batches_for_real(backend: Backend) -> bool:
-    """True when the backend overrides ``complete_batch`` (the embedded model); HTTP backends do not."""
+    """True when the backend overrides ``complete_batch`` (the embedded model); HTTP backends do not. A
+    :class:`ProcessBackend` batches when the backend it serves does (it must be started to know)."""
+    if isinstance(backend, ProcessBackend):
+        if backend.batches is None:
+            raise RuntimeError("start the ProcessBackend first (await backend.start()) to know whether it batches")
+        return backend.batches
     method = getattr(type(backend), "complete_batch", None)
     return method is not None and method is not BaseBackend.complete_batch
 
@@ -104,16 +119,37 @@ def _chunks(samples: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
         yield current
 
 
+def pick_routine(left: Mapping[str, int], last: str | None, others: Collection[str | None]) -> str | None:
+    """The Routine whose next chunk a lane takes: the one it did last while any of it is left (its prefix
+    is cached there); else the one with the most ``left`` (samples not yet taken) that no other lane is on
+    (``others``: their current Routines); else the one with the most left. ``None`` when nothing is left.
+    Ties go to the first in ``left``'s order."""
+    if last is not None and left.get(last, 0) > 0:
+        return last
+    live = [key for key, n in left.items() if n > 0]
+    untouched = [key for key in live if key not in others]
+    pool = untouched or live
+    return max(pool, key=lambda key: left[key]) if pool else None
+
+
 async def run_samples(
     samples: Sequence[Sample],
-    backend: Backend,
+    backend: Backend | Sequence[Backend],
     options: RunOptions = RunOptions(),
     *,
     desc: str = "",
     on_result: Callable[[SampleResult], None] | None = None,
 ) -> list[SampleResult]:
     """Every sample's output and verdict, in the order of ``samples``. They are sent grouped by Routine,
-    then query, then step: the order in which their prompts share the most."""
+    then query, then step: the order in which their prompts share the most.
+
+    ``backend`` may be several backends (lanes, e.g. worker processes; started here if they are not yet).
+    When they all batch, each lane sends chunks of one Routine at a time (:func:`pick_routine`); otherwise
+    samples go to them in turn, ``concurrency`` requests at a time."""
+    lanes: list[Backend] = list(backend) if isinstance(backend, Sequence) else [backend]
+    if not lanes:
+        raise ValueError("run_samples needs at least one backend")
+    await start_all(lanes)
     ordered = sorted(range(len(samples)), key=lambda i: (samples[i].routine_id, samples[i].query_id, samples[i].index))
     results: list[SampleResult | None] = [None] * len(samples)
     bar = _progress(len(samples), options.progress, desc)
@@ -124,34 +160,91 @@ async def run_samples(
         if on_result is not None:
             on_result(result)
 
+    position = {id(samples[i]): i for i in ordered}
+
+    async def run_chunk(lane: Backend, chunk: list[Sample]) -> None:
+        constraint = tool_constraint(chunk[0].tools) if options.constrain else None
+        completions = await lane.complete_batch(  # type: ignore[attr-defined]
+            [s.messages() for s in chunk], constraint=constraint, max_tokens=options.max_tokens
+        )
+        for sample, completion in zip(chunk, completions, strict=True):
+            done(position[id(sample)], _judge(sample, completion))
+
     try:
-        if batches_for_real(backend):
-            position = {id(samples[i]): i for i in ordered}
-            for chunk in _chunks([samples[i] for i in ordered], max(1, options.chunk)):
-                constraint = tool_constraint(chunk[0].tools) if options.constrain else None
-                completions = await backend.complete_batch(  # type: ignore[attr-defined]
-                    [s.messages() for s in chunk], constraint=constraint, max_tokens=options.max_tokens
-                )
-                for sample, completion in zip(chunk, completions, strict=True):
-                    done(position[id(sample)], _judge(sample, completion))
+        if all(batches_for_real(lane) for lane in lanes):
+            if len(lanes) == 1:
+                for chunk in _chunks([samples[i] for i in ordered], max(1, options.chunk)):
+                    await run_chunk(lanes[0], chunk)
+            else:
+                size = max(1, options.chunk)
+                await _run_lanes(lanes, _routine_chunks([samples[i] for i in ordered], size), size, run_chunk)
         else:
             limit = anyio.Semaphore(max(1, options.concurrency))
 
-            async def one(i: int) -> None:
+            async def one(i: int, lane: Backend) -> None:
                 sample = samples[i]
                 async with limit:
                     constraint = tool_constraint(sample.tools) if options.constrain else None
-                    completion = await backend.complete(
+                    completion = await lane.complete(
                         sample.messages(), constraint=constraint, max_tokens=options.max_tokens
                     )
                 done(i, _judge(sample, completion))
 
             async with anyio.create_task_group() as tg:
-                for i in ordered:
-                    tg.start_soon(one, i)
+                for n, i in enumerate(ordered):
+                    tg.start_soon(one, i, lanes[n % len(lanes)])
     finally:
         bar.close()
     return [r for r in results if r is not None]
+
+
+def _routine_chunks(ordered: Sequence[Sample], size: int) -> dict[str, deque[list[Sample]]]:
+    """The chunks of each Routine (``_chunks`` of its samples, in order): a chunk never spans two Routines."""
+    by_routine: dict[str, list[Sample]] = {}
+    for sample in ordered:
+        by_routine.setdefault(sample.routine_id, []).append(sample)
+    return {rid: deque(_chunks(group, size)) for rid, group in by_routine.items()}
+
+
+def _take(queue: deque[list[Sample]], most: int) -> list[Sample]:
+    """The first ``most`` samples of the queue's first chunk (all of it when it is no longer)."""
+    chunk = queue[0]
+    if len(chunk) > most:
+        queue[0] = chunk[most:]
+        return chunk[:most]
+    return queue.popleft()
+
+
+async def _run_lanes(
+    lanes: Sequence[Backend],
+    queues: dict[str, deque[list[Sample]]],
+    size: int,
+    run_chunk: Callable[[Backend, list[Sample]], Any],
+) -> None:
+    """One task per lane; each takes its next chunk by :func:`pick_routine` until none is left. Near the
+    end a lane takes less than ``size``: its share of the samples left and in flight (at least
+    ``size // 8``), so that a last Routine, or a run of one Routine, is split between the lanes."""
+    current: list[str | None] = [None] * len(lanes)
+    in_flight = [0] * len(lanes)
+    least = max(1, size // 8)
+
+    async def lane(n: int) -> None:
+        while True:
+            left = {rid: sum(len(chunk) for chunk in queue) for rid, queue in queues.items()}
+            others = [rid for m, rid in enumerate(current) if m != n]
+            rid = pick_routine(left, current[n], others)
+            if rid is None:
+                return
+            current[n] = rid
+            share = -(-(sum(left.values()) + sum(in_flight)) // len(lanes))
+            chunk = _take(queues[rid], max(least, share))
+            in_flight[n] = len(chunk)
+            await run_chunk(lanes[n], chunk)
+            in_flight[n] = 0
+
+    async with anyio.create_task_group() as tg:
+        for n in range(len(lanes)):
+            tg.start_soon(lane, n)
 
 
 # ---- scripted replies --------------------------------------------------------------------------------
@@ -252,6 +345,7 @@ async def run_end_to_end(
     """Run each trajectory's query with the executor (model mode, the Routine as ``config`` shows it) and
     score it. With ``constrain`` the executor constrains each call to the tools the Routine allows next, as
     it does in production. The embedded model runs one query at a time (its prefix cache follows a run)."""
+    await start_all([backend])
     tools = await hub.list_tools()
     exec_config = ExecutorConfig(
         mode="model", constrain=constrain, prompt=config.options, max_retries=max_retries,

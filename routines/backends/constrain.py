@@ -112,8 +112,8 @@ class Guide:
     """One matcher per sequence for one constraint; masks logits in place and follows the chosen tokens."""
 
     def __init__(self, tokenizer: llguidance.LLTokenizer, constraint: Constraint, n_sequences: int) -> None:
-        template = _template(tokenizer, grammar_for(constraint))
-        self.matchers = [template.deep_copy() for _ in range(n_sequences)]
+        self._template = _template(tokenizer, grammar_for(constraint))
+        self.matchers = [self._template.deep_copy() for _ in range(n_sequences)]
         self.vocab_size = tokenizer.vocab_size
         self._bitmask = np.full((n_sequences, (self.vocab_size + 31) // 32), -1, dtype=np.int32)
         self._bits = torch.arange(32, dtype=torch.int32)
@@ -123,13 +123,19 @@ class Guide:
         self.matchers = [self.matchers[i] for i in rows]
         self._bitmask = np.ascontiguousarray(self._bitmask[list(rows)])
 
-    def mask(self, logits: torch.Tensor) -> None:
-        """Set the logits of tokens the grammar forbids to ``-inf``; ``logits`` is ``[n_sequences, vocab]``."""
-        for i, matcher in enumerate(self.matchers):
+    def reset(self, row: int) -> None:
+        """Start sequence ``row`` afresh (a new conversation took its slot)."""
+        self.matchers[row] = self._template.deep_copy()
+
+    def mask(self, logits: torch.Tensor, rows: Sequence[int] | None = None) -> None:
+        """Set the logits of tokens the grammar forbids to ``-inf``: ``logits`` is ``[n_sequences, vocab]``,
+        or ``[len(rows), vocab]`` for the sequences ``rows``."""
+        picked = list(range(len(self.matchers))) if rows is None else list(rows)
+        for i in picked:
             row = self._bitmask[i]
-            matcher.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
-        words = torch.from_numpy(self._bitmask)
-        allowed = ((words.unsqueeze(-1) >> self._bits) & 1).bool().reshape(len(self.matchers), -1)
+            self.matchers[i].unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
+        words = torch.from_numpy(self._bitmask[picked] if rows is not None else self._bitmask)
+        allowed = ((words.unsqueeze(-1) >> self._bits) & 1).bool().reshape(len(picked), -1)
         vocab = min(logits.shape[-1], allowed.shape[-1])
         logits[:, :vocab].masked_fill_(~allowed[:, :vocab], float("-inf"))
         if logits.shape[-1] > vocab:

@@ -37,6 +37,7 @@ import torch
 
 from routines.backends import constrain
 from routines.backends.base import BaseBackend, Completion, Constraint, Message
+from routines.backends.batching import GroupDecoder, Row
 from routines.backends.decoder import Decoder, KVCache, common_prefix
 
 logger = logging.getLogger(__name__)
@@ -207,20 +208,6 @@ def load_model(
         return _load_locked(path, adapter_path, torch_dtype)
 
 
-@dataclass
-class _Row:
-    """One conversation of a group being decoded."""
-
-    index: int
-    ids: list[int]
-    budget: int = 0
-    """Tokens this row may generate (``max_tokens``, less near the model's context limit)."""
-    reused: int = 0
-    out: list[int] = field(default_factory=list)
-    finish: str | None = None
-    finished_at: float = 0.0
-
-
 class TransformersBackend(BaseBackend):
     """The embedded executor: greedy decoding on CPU, prefix KV reuse between calls, shared-prefix
     batching in :meth:`complete_batch`, grammar-constrained output when a :class:`Constraint` is set.
@@ -301,7 +288,7 @@ class TransformersBackend(BaseBackend):
         active = constraint if constrain.is_active(constraint) else None
         results: list[Completion | None] = [None] * len(conversations)
         with lm.lock, torch.inference_mode():
-            rows = sorted((_Row(i, lm.encode(c)) for i, c in enumerate(conversations)), key=lambda r: r.ids)
+            rows = sorted((Row(i, lm.encode(c)) for i, c in enumerate(conversations)), key=lambda r: r.ids)
             for row in rows:
                 row.budget = min(max_tokens, lm.decoder.max_positions - len(row.ids))
                 if row.budget < 1:
@@ -316,13 +303,14 @@ class TransformersBackend(BaseBackend):
                     results[row.index] = completion
         return [r for r in results if r is not None]
 
-    def _groups(self, rows: list[_Row]) -> list[list[_Row]]:
-        """Consecutive sorted rows, at most ``max_batch`` a group; a row whose common prefix with the group
-        is less than half of what the group shares so far starts a new group."""
-        groups: list[list[_Row]] = []
+    def _groups(self, rows: list[Row]) -> list[list[Row]]:
+        """Consecutive sorted rows sharing a prefix: a row whose common prefix with the group is less than
+        half of what the group shares so far starts a new group. A group decodes ``max_batch`` rows at a
+        time (continuous batching, :mod:`routines.backends.batching`)."""
+        groups: list[list[Row]] = []
         shared = 0
         for row in rows:
-            if groups and len(groups[-1]) < self.max_batch:
+            if groups:
                 common = common_prefix(groups[-1][0].ids, row.ids)
                 if common >= shared // 2:
                     groups[-1].append(row)
@@ -333,7 +321,7 @@ class TransformersBackend(BaseBackend):
         return groups
 
     def _run_group(
-        self, lm: LoadedModel, group: list[_Row], constraint: Constraint | None, max_tokens: int
+        self, lm: LoadedModel, group: list[Row], constraint: Constraint | None, max_tokens: int
     ) -> list[Completion]:
         started = time.perf_counter()
         dec = lm.decoder
@@ -342,25 +330,26 @@ class TransformersBackend(BaseBackend):
             shortest = min(len(r.ids) for r in group)
             shared_len = min([common_prefix(group[0].ids, r.ids) for r in group] + [shortest - 1])
         cached = self._take_prefix(dec, group[0].ids[:shared_len]) if shared_len else 0
-        shared = self._prefix if shared_len else None
-        # Room for the answers too, but not for max_tokens each: a decode step reads the whole capacity
-        # (the cache grows by half when a row runs past it).
-        room = min(max_tokens, DECODE_ROOM)
-        cache = dec.new_cache(len(group), max(len(r.ids) for r in group) - shared_len + room)
-        logits = torch.empty(len(group), dec.vocab_size)
-        for b, row in enumerate(group):
-            suffix, keep = row.ids[shared_len:], 0
-            if b and self.prefix_reuse:  # sorted rows: reuse the previous row's prefill as far as it agrees
-                keep = min(common_prefix(group[b - 1].ids[shared_len:], suffix), len(suffix) - 1)
-                cache.copy_prefix(b - 1, b, keep)
-            out = dec.prefill(suffix[keep:], cache.row(b), shared)
-            assert out is not None
-            logits[b] = out[0]
-            row.reused = (cached if b == 0 else shared_len) + keep
-        self._decode(lm, group, cache, shared.compact() if shared is not None else None, logits, constraint)
+        run = GroupDecoder(
+            dec,
+            group,
+            shared=self._prefix if shared_len else None,
+            shared_len=shared_len,
+            slots=self.max_batch,
+            # Room for the answers, but not max_tokens each: a decode step reads the whole capacity (the
+            # cache grows by half when a row runs past it).
+            room=min(max_tokens, DECODE_ROOM),
+            reuse=self.prefix_reuse,
+            stop_ids=lm.stop_ids,
+            stop_check=lambda out: STOP_TEXT in lm.decode(out[-8:]),
+            guide=(lambda n: constrain.Guide(lm.guidance_tokenizer, constraint, n)) if constraint else None,
+        )
+        run.run()
+        group[0].reused += cached - shared_len  # the first row also reused the previous call's prefix
         if len(group) == 1 and self.prefix_reuse:
-            self._keep_conversation(dec, group[0], cache, shared_len)
-        return [self._completion(lm, row, len(group), constraint, row.finished_at - started) for row in group]
+            self._keep_conversation(dec, group[0], run.cache, shared_len)
+        batch = min(len(group), self.max_batch)
+        return [self._completion(lm, row, batch, constraint, row.finished_at - started) for row in group]
 
     def _take_prefix(self, dec: Decoder, ids: list[int]) -> int:
         """Make the kept cache hold exactly ``ids``, prefilling only past the common prefix; tokens reused."""
@@ -374,7 +363,7 @@ class TransformersBackend(BaseBackend):
             self._prefix_ids = list(ids)
         return keep
 
-    def _keep_conversation(self, dec: Decoder, row: _Row, cache: KVCache, shared_len: int) -> None:
+    def _keep_conversation(self, dec: Decoder, row: Row, cache: KVCache, shared_len: int) -> None:
         """After a single request, keep prompt + answer cached: the next step of the run starts with both."""
         fed = (row.ids[shared_len:] + row.out)[: cache.length(0)]
         if self._prefix is None:
@@ -383,68 +372,8 @@ class TransformersBackend(BaseBackend):
         self._prefix.append_row(cache, 0)
         self._prefix_ids = row.ids[:shared_len] + fed
 
-    def _decode(
-        self,
-        lm: LoadedModel,
-        group: list[_Row],
-        cache: KVCache,
-        shared: KVCache | None,
-        logits: torch.Tensor,
-        constraint: Constraint | None,
-    ) -> None:
-        guide = constrain.Guide(lm.guidance_tokenizer, constraint, len(group)) if constraint else None
-        slots = list(range(len(group)))  # cache row -> group index
-        while True:
-            if guide is not None:
-                guide.mask(logits)
-            chosen = logits.argmax(dim=-1).tolist()
-            now = time.perf_counter()
-            feed: list[list[int]] = []
-            live = []
-            for slot, token in enumerate(chosen):
-                row = group[slots[slot]]
-                fed = [token]
-                if row.finish is None:
-                    row.finish, fed = self._advance(lm, row, token, guide, slot)
-                    row.finished_at = now
-                    if row.finish is None:
-                        live.append(slot)
-                feed.append(fed)
-            if not live:
-                return
-            if len(live) <= 0.75 * len(slots):  # drop finished rows once enough of them idle in the batch
-                cache.select(live)
-                if guide is not None:
-                    guide.select(live)
-                slots, feed = [slots[s] for s in live], [feed[s] for s in live]
-            logits = lm.decoder.extend(feed, cache, shared)
-
-    @staticmethod
-    def _advance(
-        lm: LoadedModel, row: _Row, token: int, guide: constrain.Guide | None, slot: int
-    ) -> tuple[str | None, list[int]]:
-        """Take ``token`` into ``row``, then the tokens the grammar forces after it; the finish reason once
-        the row is done, and the tokens to feed the model next (forced runs go in one pass, not one step
-        per token: most of a tool call is forced, its name's tail, the keys' punctuation, the closing tag)."""
-        if token in lm.stop_ids:
-            return "stop", [token]
-        row.out.append(token)
-        fed = [token]
-        if guide is not None:
-            if guide.advance(slot, token):
-                return "stop", fed
-            forced = guide.forced(slot)[: max(0, row.budget - len(row.out))]
-            if forced:
-                row.out.extend(forced)
-                fed.extend(forced)
-                if guide.advance_all(slot, forced):
-                    return "stop", fed
-        elif STOP_TEXT in lm.decode(row.out[-8:]):
-            return "stop", fed
-        return ("length" if len(row.out) >= row.budget else None), fed
-
     def _completion(
-        self, lm: LoadedModel, row: _Row, batch: int, constraint: Constraint | None, latency: float
+        self, lm: LoadedModel, row: Row, batch: int, constraint: Constraint | None, latency: float
     ) -> Completion:
         text = lm.decode(row.out)
         if constraint is None and STOP_TEXT in text:

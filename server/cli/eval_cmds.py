@@ -1,12 +1,15 @@
 """``routine eval``: the evaluation harness from the command line (paper section 5, design 7).
 
-    routine eval --scenario hr --split test --config main --backend local [--constrain] [--limit 300]
+    routine eval --scenario hr --split test --config main --backend local [--constrain] [--limit 300] [--workers 2]
 
 Records (once, cached) the scenario's gold trajectories through its servers, decomposes them into per-step
 samples under each configuration, runs them through the backend with a progress bar and writes a report
 folder: ``runs/*.json`` (every sample's verdict), ``report.md`` (tables in the paper's shape),
 ``report.json`` and ``plots/*.png``. Runs accumulate in the folder, so the constrained and free runs of a
 model, or several models, end up side by side in one report.
+
+``--workers N`` (local backend) runs N copies of the embedded model in worker processes, one torch thread
+each unless ``--threads`` says otherwise; per-step samples go to them as lanes (``evals.runner``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from evals.decompose import DEFAULT_SHUFFLE, SHUFFLES, TrajectorySet, load_traje
 from evals.report import decoding, e2e_record, save_run, step_record, write_report
 from evals.runner import RunOptions, e2e_samples, run_end_to_end, run_samples, scripted_backend
 from routines.backends import create_backend
+from routines.backends.process import ProcessBackend, close_all, start_all
 from routines.hub import ToolHub
 from routines.scenario import Scenario
 from server.settings import Settings
@@ -77,10 +81,13 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option(help="Report folder (default: <data dir>/evals/<scenario>/report).")] = None,
         data_dir: Annotated[Path | None, typer.Option(help="Data directory (default: ROUTINE_DATA_DIR).")] = None,
         concurrency: Annotated[int, typer.Option(help="Requests in flight (HTTP backends).")] = 8,
-        chunk: Annotated[int, typer.Option(help="Samples per batch call (local backend).")] = 96,
+        chunk: Annotated[int, typer.Option(help="Samples per batch call (local backend).")] = RunOptions().chunk,
         max_batch: Annotated[int, typer.Option(help="Sequences decoded together (local backend).")] = 48,
         threads: Annotated[int | None, typer.Option(
             help="Torch threads (local backend; 1 is faster on a machine busy with other work).")] = None,
+        workers: Annotated[int, typer.Option(
+            help="Local backend: worker processes, each with its own copy of the model and 1 torch thread "
+                 "(unless --threads); per-step samples are spread over them, e2e uses one.")] = 1,
         dtype: Annotated[str | None, typer.Option(
             help="Local backend numerics: float32, bfloat16 or auto (default: ROUTINE_LOCAL_DTYPE, float32).")] = None,
         max_tokens: Annotated[int, typer.Option(help="Most tokens per output.")] = RunOptions().max_tokens,
@@ -97,6 +104,10 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--shuffle must be one of {', '.join(SHUFFLES)}")
         if dtype not in (None, "float32", "bfloat16", "auto"):
             raise typer.BadParameter(f"--dtype must be float32, bfloat16 or auto, not {dtype!r}")
+        if workers < 1:
+            raise typer.BadParameter("--workers must be at least 1")
+        if workers > 1 and kind != "local":
+            raise typer.BadParameter(f"--workers is for the local backend; the {kind} backend takes --concurrency")
         configs = resolve_configs(config)
         home = (data_dir or settings.data_dir).expanduser()
         the_scenario = Scenario.load(scenario)
@@ -110,21 +121,26 @@ def register(app: typer.Typer) -> None:
             for flag, value in (("--model", model), ("--base-url", base_url), ("--adapter", adapter),
                                 ("--replies", replies), ("--limit", limit), ("--out", out),
                                 ("--data-dir", data_dir), ("--threads", threads), ("--dtype", dtype),
+                                ("--workers", workers if workers != 1 else None),
                                 ("--max-tokens", max_tokens if max_tokens != RunOptions().max_tokens else None)):
                 if value is not None:
                     parts += [flag, str(value)]
             parts += ["--seed", str(seed), "--shuffle", shuffle] + (["--constrain"] if constrain else [])
             return shlex.join(parts)
 
-        def make_backend() -> Any:
+        def make_backends() -> list[Any]:
+            """The model backends: none (scripted), one, or ``workers`` worker processes (local)."""
             if kind == "local":
-                return create_backend("local", model=model or settings.local_model,
-                                      adapter=adapter or settings.local_adapter, max_batch=max_batch,
-                                      threads=threads, dtype=dtype or settings.local_dtype)
+                local = {"model": model or settings.local_model, "adapter": adapter or settings.local_adapter,
+                         "max_batch": max_batch, "dtype": dtype or settings.local_dtype}
+                if workers == 1:
+                    return [create_backend("local", threads=threads, **local)]
+                return [ProcessBackend(create_backend, kind="local", threads=threads or 1, **local)
+                        for _ in range(workers)]
             if kind == "openai":
-                return create_backend("openai", model=model or settings.model, base_url=base_url or settings.endpoint,
-                                      api_key=settings.api_key)
-            return None
+                return [create_backend("openai", model=model or settings.model,
+                                       base_url=base_url or settings.endpoint, api_key=settings.api_key)]
+            return []
 
         async def go() -> None:
             tset: TrajectorySet = await load_trajectories(
@@ -139,12 +155,18 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{the_scenario.name}/{split}: {len(chosen)} of {len(tset.trajectories)} queries, {steps} steps "
                        f"({subset}); model {name}, {decoding(constrain)} decoding", err=True)
             catalog = RoutineCatalog.from_scenario(the_scenario)
-            model_backend = make_backend()
+            model_backends = make_backends()
+            model_backend = model_backends[0] if model_backends else None
             meta_base = {"scenario": the_scenario.name, "split": split, "seed": seed, "shuffle": shuffle,
-                         "subset": subset, "left_out": len(tset.problems)}
+                         "subset": subset, "left_out": len(tset.problems), "workers": workers}
             options = RunOptions(constrain=constrain, max_tokens=max_tokens, concurrency=concurrency, chunk=chunk,
                                  progress=progress)
             try:
+                if workers > 1:  # load every copy of the model before any timing starts
+                    typer.echo(f"starting {workers} worker processes (each loads the model)", err=True)
+                    started = time.perf_counter()
+                    await start_all(model_backends)
+                    typer.echo(f"{workers} workers ready in {time.perf_counter() - started:.0f} s", err=True)
                 for cfg in configs:
                     meta = {**meta_base, "command": command(cfg)}
                     started = time.perf_counter()
@@ -162,8 +184,8 @@ def register(app: typer.Typer) -> None:
                         summary = f"success {100 * (record['rates']['success'] or 0):.1f}%"
                     else:
                         samples = build_samples(cfg, chosen, tset.tools, catalog, seed=seed, shuffle=shuffle)  # type: ignore[arg-type]
-                        run_backend = model_backend or scripted_backend(samples, recorded or None)
-                        results = await run_samples(samples, run_backend, options, desc=cfg.name)
+                        lanes = model_backends or [scripted_backend(samples, recorded or None)]
+                        results = await run_samples(samples, lanes, options, desc=cfg.name)
                         record = step_record(cfg, results, model=name, constrained=constrain,
                                              seconds=time.perf_counter() - started, meta=meta)
                         s = record["scores"]
@@ -172,8 +194,7 @@ def register(app: typer.Typer) -> None:
                     write_report(out_dir)
                     typer.echo(f"{cfg.name:15} {summary}  ({record['seconds']:.0f} s)")
             finally:
-                if model_backend is not None:
-                    await model_backend.aclose()
+                await close_all(model_backends)
 
         anyio.run(go)
         typer.echo(f"report: {out_dir / 'report.md'}")

@@ -12,16 +12,22 @@ from evals.configs import CONFIGS, build_samples
 from evals.decompose import Sample, TrajectorySet
 from evals.runner import (
     RunOptions,
+    SampleResult,
     batches_for_real,
+    conversation_key,
     e2e_samples,
+    pick_routine,
     run_end_to_end,
     run_samples,
     scripted_backend,
 )
+from routines.backends import create_backend
 from routines.backends.base import BaseBackend, Completion, Constraint, Message
+from routines.backends.process import ProcessBackend, close_all
 from routines.backends.scripted import ScriptedBackend, call_text
 from routines.hub import ToolHub
 from tests.fixtures import eval_toy
+from tests.fixtures.worker_backends import echo_backend
 
 pytestmark = pytest.mark.anyio
 
@@ -41,16 +47,21 @@ class BatchingBackend(BaseBackend):
 
     name = "fake-batching"
 
-    def __init__(self, samples: Sequence[Sample]) -> None:
+    def __init__(self, samples: Sequence[Sample], *, seconds_per_sample: float = 0.0) -> None:
         self.answers = {tuple(s.messages()): s.expected.text() for s in samples}
+        self.routine = {tuple(s.messages()): s.routine_id for s in samples}
+        self.seconds_per_sample = seconds_per_sample
         self.batches: list[int] = []
+        self.routines: list[set[str]] = []
         self.constraints: list[Constraint | None] = []
 
     async def complete_batch(
         self, conversations: Sequence[Sequence[Message]], *, constraint: Constraint | None = None, max_tokens: int = 512
     ) -> list[Completion]:
         self.batches.append(len(conversations))
+        self.routines.append({self.routine[tuple(c)] for c in conversations})
         self.constraints.append(constraint)
+        await anyio.sleep(self.seconds_per_sample * len(conversations))
         return [Completion(self.answers[tuple(c)], meta={"reused_prompt_tokens": 5}) for c in conversations]
 
 
@@ -128,6 +139,91 @@ async def test_http_backends_get_concurrent_requests_up_to_the_limit(tset: Traje
     assert state["most"] == 3
 
 
+def runs(items: list[str]) -> list[str]:
+    """``items`` with repeats collapsed: ``a a b a`` -> ``a b a``."""
+    return [x for n, x in enumerate(items) if n == 0 or items[n - 1] != x]
+
+
+async def test_lanes_give_the_same_results_in_the_same_order_as_one_backend(tset: TrajectorySet) -> None:
+    samples = branch_samples(tset)[::-1]  # any order in, the same order out
+    options = RunOptions(constrain=True, chunk=4, progress=False)
+    alone = await run_samples(samples, BatchingBackend(samples), options)
+    lanes = [BatchingBackend(samples, seconds_per_sample=0.002) for _ in range(2)]
+    seen: list[SampleResult] = []
+    together = await run_samples(samples, lanes, options, on_result=seen.append)
+    assert [r.as_dict() for r in together] == [r.as_dict() for r in alone]
+    assert [r.sample.id for r in together] == [s.id for s in samples]
+    assert sorted(r.sample.id for r in seen) == sorted(s.id for s in samples)
+    # both lanes worked; every chunk holds one Routine; a lane leaves a Routine only when it is done
+    assert all(lane.batches for lane in lanes) and sum(sum(lane.batches) for lane in lanes) == len(samples)
+    assert all(len(routines) == 1 for lane in lanes for routines in lane.routines)
+    order = [[next(iter(r)) for r in lane.routines] for lane in lanes]
+    assert [o[0] for o in order] == ["toy.salary", "toy.team"]  # the two largest Routines first
+    for lane_order in order:
+        assert len(runs(lane_order)) == len(set(lane_order))
+
+
+async def test_lanes_share_a_single_routine_near_the_end(tset: TrajectorySet) -> None:
+    samples = [s for s in branch_samples(tset) if s.routine_id == "toy.salary"]  # 12 samples, one chunk of 16
+    lanes = [BatchingBackend(samples, seconds_per_sample=0.002) for _ in range(2)]
+    results = await run_samples(samples, lanes, RunOptions(chunk=16, progress=False))
+    assert all(r.verdict.overall for r in results)
+    assert [lane.batches for lane in lanes] == [[6], [6]]
+
+
+def test_a_lane_sticks_to_its_routine_then_takes_the_largest_one_nobody_works_on() -> None:
+    left = {"a": 5, "b": 9, "c": 12, "d": 0}
+    assert pick_routine(left, "a", ["c"]) == "a"  # its prefix is cached
+    assert pick_routine(left, None, [None]) == "c"  # the largest first
+    assert pick_routine(left, None, ["c"]) == "b"  # the largest nobody works on
+    assert pick_routine(left, "d", ["c", "b"]) == "a"  # "d" is done
+    assert pick_routine({"a": 0, "b": 3, "c": 7}, "a", ["b", "c"]) == "c"  # all taken: help the largest
+    assert pick_routine({"a": 4, "b": 4}, None, []) == "a"  # ties: the first
+    assert pick_routine({"a": 0, "b": 0}, "a", ["b"]) is None
+
+
+def oracle_answers(samples: Sequence[Sample]) -> dict[str, str]:
+    return {conversation_key(s.messages()): s.expected.text() for s in samples}
+
+
+class CountingWorker(ProcessBackend):
+    """A worker that counts the chunks it was sent (in the parent)."""
+
+    chunks = 0
+
+    async def complete_batch(self, conversations: Sequence[Sequence[Message]], **kwargs: object) -> list[Completion]:
+        self.chunks += 1
+        return await super().complete_batch(conversations, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(60)
+async def test_worker_processes_as_lanes_give_the_same_results_as_one_backend(tset: TrajectorySet) -> None:
+    samples = branch_samples(tset)
+    options = RunOptions(constrain=True, chunk=3, progress=False)
+    alone = await run_samples(samples, BatchingBackend(samples), options)
+    workers = [CountingWorker(echo_backend, answers=oracle_answers(samples)) for _ in range(2)]
+    try:
+        together = await run_samples(samples, workers, options)  # started by run_samples
+        assert all(batches_for_real(w) for w in workers) and all(w.chunks for w in workers)
+    finally:
+        await close_all(workers)
+    assert [(r.sample.id, r.output, r.verdict) for r in together] == [(r.sample.id, r.output, r.verdict) for r in alone]
+
+
+@pytest.mark.timeout(60)
+async def test_workers_that_do_not_batch_get_one_sample_per_request(tset: TrajectorySet) -> None:
+    samples = branch_samples(tset)
+    workers = [ProcessBackend(echo_backend, batching=False, answers=oracle_answers(samples)) for _ in range(2)]
+    try:
+        results = await run_samples(samples, workers, RunOptions(progress=False))
+        assert not any(batches_for_real(w) for w in workers)
+    finally:
+        await close_all(workers)
+    assert [r.sample.id for r in results] == [s.id for s in samples] and all(r.verdict.overall for r in results)
+    with pytest.raises(RuntimeError, match="start the ProcessBackend first"):
+        batches_for_real(ProcessBackend(echo_backend))
+
+
 async def test_end_to_end_scores_task_success(tset: TrajectorySet) -> None:
     catalog = eval_toy.catalog()
     async with ToolHub(eval_toy.servers()) as hub:
@@ -166,3 +262,23 @@ async def test_embedded_model_constrained_to_the_listed_tools_makes_a_listed_cal
         assert r.verdict.call is not None and r.verdict.call.name in {t.name for t in r.sample.tools}
     for r in results:  # the only unparsable outputs are the ones cut off at max_tokens
         assert r.verdict.structural or r.meta["finish_reason"] == "length"
+
+
+@pytest.mark.model
+@pytest.mark.timeout(240)
+async def test_two_embedded_model_workers_give_the_outputs_of_one_backend_in_process(tset: TrajectorySet) -> None:
+    """float32 batching is exact, so how the lanes cut and share the work does not change a single output."""
+    from routines.backends.transformers import TransformersBackend
+
+    samples = [s for s in branch_samples(tset) if s.query_id in ("q-t04", "q-t07")]  # two Routines, 3 steps each
+    options = RunOptions(max_tokens=32, chunk=2, progress=False)
+    workers = [ProcessBackend(create_backend, kind="local", threads=1, dtype="float32") for _ in range(2)]
+    try:
+        together = await run_samples(samples, workers, options)
+        assert {w.name for w in workers} == {"transformers"}
+    finally:
+        await close_all(workers)
+    alone = await run_samples(samples, TransformersBackend(threads=1, dtype="float32"), options)
+    assert len(together) == len(samples) == 6
+    assert [r.output for r in together] == [r.output for r in alone]
+    assert [r.verdict for r in together] == [r.verdict for r in alone]

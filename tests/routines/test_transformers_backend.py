@@ -213,6 +213,27 @@ async def test_batch_equals_one_by_one(backend: Any) -> None:
 
 @pytest.mark.model
 @pytest.mark.anyio
+async def test_more_conversations_than_slots_take_turns(backend: Any) -> None:
+    """Continuous batching: with 2 slots for 5 conversations, each finished row's slot takes the next
+    waiting one; every answer is the one it gets alone, free and constrained."""
+    from routines.backends.transformers import TransformersBackend
+
+    conversations = [conversation(q) for q in QUERIES]
+    conversations.append(
+        conversation(QUERIES[0], (call_text("search_employee", {"name": "Ada"}), '{"id": "E7"}'))
+    )
+    two = TransformersBackend(max_batch=2)
+    constraint = Constraint(tools=(SALARY, SEARCH), max_string_length=24)
+    for c in (None, constraint):
+        turns = await two.complete_batch(conversations, constraint=c, max_tokens=24)
+        alone = [await backend.complete(x, constraint=c, max_tokens=24) for x in conversations]
+        assert [t.text for t in turns] == [a.text for a in alone]
+        assert {t.meta["batch_size"] for t in turns} == {2}
+    assert max(t.meta["reused_prompt_tokens"] for t in turns) > turns[0].meta["reused_prompt_tokens"]
+
+
+@pytest.mark.model
+@pytest.mark.anyio
 async def test_constrained_call_parses_and_fits_the_schema(backend: Any) -> None:
     constraint = Constraint(tools=(SALARY, SEARCH), max_string_length=24)
     results = await backend.complete_batch(
