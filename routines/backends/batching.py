@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from routines.backends import constrain
-from routines.backends.decoder import Decoder, KVCache, common_prefix
+from routines.backends.decoder import CAPACITY_STEP, Decoder, KVCache, common_prefix
 
 
 @dataclass
@@ -83,10 +83,13 @@ class GroupDecoder:
             self._admit(slot)
         while any(r is not None and r.finish is None for r in self.slots):
             self._drop_idle()
+            self._fit_capacity()
             logits = self.dec.extend(self.feed, self.cache, self.shared)
             for slot, row in enumerate(self.slots):
                 if row is not None and row.finish is None:
                     self.held[slot] += self.feed[slot]
+                else:  # an idle slot (nothing waits to take it): what it was fed is not kept
+                    self.cache.lengths[slot] = 0
             if self.guide is not None:
                 self.guide.mask(logits)
             chosen = logits.argmax(dim=-1).tolist()
@@ -94,11 +97,13 @@ class GroupDecoder:
             for slot, token in enumerate(chosen):
                 row = self.slots[slot]
                 if row is None or row.finish is not None:
-                    self.feed[slot] = [token]  # an idle slot: fed something, its cache past ``held`` unused
+                    self.feed[slot] = [token]  # an idle slot is fed something; it is not kept
                     continue
                 self._choose(slot, row, token, now)
                 if row.finish is not None:
                     self._admit(slot)
+                    if self.slots[slot] is row:  # nothing waited: the slot idles from now on
+                        self.held[slot] = []
 
     def _admit(self, slot: int) -> None:
         """Prefill the next waiting row into ``slot`` and make its first choice."""
@@ -153,6 +158,17 @@ class GroupDecoder:
         elif self.stop_check(row.out):
             return "stop", fed
         return ("length" if len(row.out) >= row.budget else None), fed
+
+    def _fit_capacity(self) -> None:
+        """Give back capacity the live rows no longer need (a long prompt or an answer that looped to
+        ``max_tokens`` grew it, and every step reads all of it): once a third of it is slack, cut it to the
+        longest live row plus room. Idle slots keep what still fits."""
+        live = [s for s, r in enumerate(self.slots) if r is not None and r.finish is None]
+        need = int(self.cache.lengths[live].max()) + self.room
+        need = -(-need // CAPACITY_STEP) * CAPACITY_STEP
+        if need <= self.cache.capacity * 2 // 3:
+            self.cache.shrink(need)
+            self.held = [held[:need] for held in self.held]
 
     def _drop_idle(self) -> None:
         """With nothing waiting, drop finished rows from the batch once a quarter of it idles."""

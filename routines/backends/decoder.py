@@ -116,6 +116,14 @@ class KVCache:
             self.lengths.clone(),
         )
 
+    def shrink(self, capacity: int) -> None:
+        """Keep only the first ``capacity`` slots of every row (rows longer than that are cut to it)."""
+        if capacity >= self.capacity:
+            return
+        self.keys = [k[:, :, :capacity].contiguous() for k in self.keys]
+        self.values = [v[:, :, :capacity].contiguous() for v in self.values]
+        self.lengths.clamp_(max=capacity)
+
     def select(self, rows: Sequence[int]) -> None:
         """Keep only these rows, in this order."""
         index = torch.tensor(list(rows), dtype=torch.long)

@@ -8,9 +8,11 @@ is simply part of the weights). Two things make evaluation fast enough (design 5
   prefilled.
 - **batching with a shared prefix**: :meth:`TransformersBackend.complete_batch` sorts conversations by
   their tokens, cuts them into groups, prefills each group's common prefix once and decodes the group
-  together. Attention reads the shared prefix once per step for the whole group (one matmul over all
-  rows' queries) instead of once per row, which is what decode time on a CPU is made of. Rows reuse
-  each other's prefill as far as their tokens agree (samples of one trajectory nest).
+  ``max_batch`` rows at a time, a finished row's slot taking the next waiting conversation
+  (:mod:`routines.backends.batching`). Attention reads the shared prefix once per step for the whole batch
+  (one matmul over all rows' queries) instead of once per row. Rows reuse each other's prefill as far as
+  their tokens agree (samples of one trajectory nest), and under a constraint the tokens the grammar
+  forces are fed in one pass with the choice before them.
 
 The tool role: SmolLM2's chat template is plain ChatML and renders any role name, but the model never saw
 a ``tool`` role. We send an observation as a ``user`` turn wrapped in ``<tool_response>...
