@@ -12,6 +12,9 @@ into the weights is simply part of them, and replaces only the attention and the
 
 Both parts go through one softmax, so the result is the same attention as over the concatenated cache.
 
+:meth:`Decoder.extend` feeds each row one or more tokens in one pass (rows of different lengths padded):
+under a grammar, the tokens it forces after a choice go in with the choice.
+
 The cache takes the model's dtype. In bfloat16 (``TransformersBackend(dtype="bfloat16")``) the matmuls run
 in bfloat16 and the softmax in float32, as Hugging Face's eager attention does; logits come back float32.
 """
@@ -350,15 +353,16 @@ class Decoder:
         prefix: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> torch.Tensor:
         """``q`` ``[b, heads, w, d]`` over the shared ``prefix`` (``[kv_heads, p, d]`` each) then each row's
-        own ``keys``/``values`` (``[b, kv_heads, span, d]``); returns ``[b, w, heads * d]``.
+        own ``keys``/``values`` (``[b, kv_heads, capacity, d]``, masked by ``bias``); returns
+        ``[b, w, heads * d]``.
 
-        Scores are laid out ``[kv_heads, b, g * w, p + span]`` so the prefix part is one matmul for all rows
+        Scores are laid out ``[kv_heads, b, g * w, p + capacity]`` so the prefix part is one matmul for all rows
         and no permute copies the big half; the softmax takes the model's dtype (in bfloat16 torch computes
         it in float32 and rounds once)."""
         batch, heads, width, dim = q.shape
         kvh, g = self.kv_heads, self.groups
         qg = (q * self.scaling).reshape(batch, kvh, g * width, dim)  # a power of two for these heads: exact
-        own = (qg @ keys.transpose(-1, -2)).transpose(0, 1)  # [kvh, b, g*w, span]
+        own = (qg @ keys.transpose(-1, -2)).transpose(0, 1)  # [kvh, b, g*w, capacity]
         p = 0
         if prefix is None:
             scores = own.contiguous()
