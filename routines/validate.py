@@ -7,6 +7,7 @@ warnings make it weaker (e.g. a required argument the executor has to guess).
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -17,7 +18,7 @@ from typing import Any, Literal
 from routines.backends.base import ToolSpec
 from routines.bindings import REF, BindingError, iter_refs
 from routines.conditions import ConditionSyntaxError, condition_refs, parse_condition
-from routines.model import Label, Routine, Step
+from routines.model import Routine, Step
 
 Severity = Literal["error", "warning"]
 _MULTI_TOOL = re.compile(r"[,;/&+|]|\s+(?:and|or|then)\s+|\s")
@@ -116,6 +117,17 @@ class _Check:
         self.routine = routine
         self.tools = {t.name: t for t in tools}
         self.report = Report()
+        # Every lookup below goes through these indexes, built once: validation stays linear in the number
+        # of steps (a Routine sent by a caller must not be able to stall the server).
+        self.labels = {s.step: s.label for s in routine.steps}
+        self.order = {s.step: i for i, s in enumerate(routine.steps)}
+        self.branch_map: dict[int, dict[int, list[Step]]] = {}
+        for s in sorted((s for s in routine.steps if self.labels[s.step].is_branch), key=lambda s: self.labels[s.step]):
+            lab = self.labels[s.step]
+            self.branch_map.setdefault(lab.main, {}).setdefault(lab.branch, []).append(s)
+
+    def branches(self, main: int) -> dict[int, list[Step]]:
+        return self.branch_map.get(main, {})
 
     def add(self, severity: Severity, code: str, step: Step | str | None, message: str) -> None:
         label = step.step if isinstance(step, Step) else step
@@ -140,16 +152,17 @@ class _Check:
             if s.step in seen:
                 self.add("error", "duplicate_step", s, f"step number {s.step} is used twice; number steps uniquely")
             seen.add(s.step)
-        mains = [s for s in self.routine.main_steps()]
-        numbers = [s.label.main for s in mains]
+        mains = [s for s in self.routine.steps if not self.labels[s.step].is_branch]
+        numbers = [self.labels[s.step].main for s in mains]
         if numbers != sorted(numbers):
             self.add("warning", "step_order", None, f"main steps are out of order ({numbers}); list them by number")
         expected = list(range(1, len(set(numbers)) + 1))
         if sorted(set(numbers)) != expected:
-            self.add("warning", "step_gap", None, f"main steps are numbered {sorted(set(numbers))}; number them 1..n")
-        main_by_no = {s.label.main: s for s in mains}
+            self.add("error", "step_gap", None, f"main steps are numbered {sorted(set(numbers))}; number them "
+                     "1..n without gaps")
+        main_by_no = {self.labels[s.step].main: s for s in mains}
         for s in self.routine.steps:
-            lab = s.label
+            lab = self.labels[s.step]
             if lab.is_branch and lab.main not in main_by_no:
                 self.add("error", "orphan_branch", s, f"branch {s.step} belongs to main step {lab.main}, which does not "
                          f"exist; add a branch step {lab.main} or renumber the branch")
@@ -162,7 +175,7 @@ class _Check:
             if not lab.is_branch and s.type == "branchnode":
                 self.add("error", "branch_type", s, f"main step {s.step} is typed 'branchnode'; use 'node' or label it x-n_i")
         for main, step in main_by_no.items():
-            branches = self.routine.branches(main)
+            branches = self.branches(main)
             if step.type == "branch" and not branches:
                 self.add("error", "empty_branch", step, "a 'branch' step needs branches labelled "
                          f"{main}-1_1, {main}-2_1, ...; add them or make it a 'node'")
@@ -170,7 +183,7 @@ class _Check:
                 self.add("error", "branch_gap", step, f"branches of step {main} are numbered {sorted(branches)}; "
                          f"number them {main}-1, {main}-2, ... without gaps")
             for n, bsteps in branches.items():
-                idx = [b.label.index for b in bsteps]
+                idx = [self.labels[b.step].index for b in bsteps]
                 if idx != list(range(1, len(idx) + 1)):
                     self.add("error", "branch_gap", f"{main}-{n}_{idx[0]}", f"branch {main}-{n} has steps {idx}; number "
                              "them _1, _2, ... without gaps")
@@ -178,10 +191,10 @@ class _Check:
                 self.add("warning", "single_branch", step, f"step {main} has only one branch; add the alternative or "
                          "make the branch steps main steps")
         for main in main_by_no:
-            for bsteps in self.routine.branches(main).values():
+            for bsteps in self.branches(main).values():
                 ends = [b for b in bsteps if b.type == "finish"]
                 for b in bsteps:
-                    if ends and b.label.index > ends[0].label.index:
+                    if ends and self.labels[b.step].index > self.labels[ends[0].step].index:
                         self.add("error", "after_finish", b, f"step {b.step} comes after step {ends[0].step}, which ends "
                                  "the workflow, and can never run; remove it or move the finish")
         finish_mains = [s for s in mains if s.type == "finish"]
@@ -190,14 +203,14 @@ class _Check:
             self.add("error", "no_finish", None, "no step ends the workflow; set \"type\": \"finish\" on the last step "
                      "(usually the summarising tool)")
         for s in mains:  # a branch point whose every branch ends the workflow is a finish too
-            branches = self.routine.branches(s.label.main)
+            branches = self.branches(self.labels[s.step].main)
             ends_all = all(any(b.type == "finish" for b in bs) for bs in branches.values())
             if s.type == "branch" and branches and ends_all:
                 finish_mains.append(s)
         if finish_mains:
-            first = min(s.label.main for s in finish_mains)
+            first = min(self.labels[s.step].main for s in finish_mains)
             for s in mains:
-                if s.label.main > first:
+                if self.labels[s.step].main > first:
                     self.add("error", "after_finish", s, f"step {s.step} comes after step {first}, which ends the "
                              "workflow, and can never run; remove it or move the finish")
 
@@ -243,17 +256,14 @@ class _Check:
                          f"{step.tool} are neither bound in 'args' nor described in 'input'; bind or describe them")
 
     # ---- bindings and conditions ----------------------------------------------------------------
-    def _order(self) -> dict[str, int]:
-        return {s.step: i for i, s in enumerate(self.routine.steps)}
-
     def _check_step_ref(self, step: Step, ref_step: str, where: str) -> None:
-        order = self._order()
+        order = self.order
         if ref_step not in order:
             self.add("error", "bad_ref", step, f"{where} refers to step {ref_step}, which does not exist; use the label "
-                     f"of an earlier step ({', '.join(list(order)[:8])})")
+                     f"of an earlier step ({', '.join(itertools.islice(order, 8))})")
             return
-        here, there = step.label, Label.parse(ref_step)
-        own_point = not there.is_branch and here.main == there.main and bool(self.routine.branches(there.main))
+        here, there = self.labels[step.step], self.labels[ref_step]
+        own_point = not there.is_branch and here.main == there.main and bool(self.branches(there.main))
         if here.is_branch and own_point:
             self.add("error", "forward_ref", step, f"{where} refers to step {ref_step}, the output of the branch "
                      f"that is still running here; refer to an earlier step of this branch, e.g. "
@@ -290,15 +300,16 @@ class _Check:
                     self._check_step_ref(step, ref.path[0], f"argument {name!r}")
 
     def condition(self, step: Step) -> None:
+        lab = self.labels[step.step]
         if step.when is None:
-            if step.label.is_branch and step.label.index == 1 and step.type in ("branchnode", "finish"):
-                siblings = self.routine.branches(step.label.main)
-                if any(b[0].when for b in siblings.values()) and step.label.branch != max(siblings):
+            if lab.is_branch and lab.index == 1 and step.type in ("branchnode", "finish"):
+                siblings = self.branches(lab.main)
+                if any(b[0].when for b in siblings.values()) and lab.branch != max(siblings):
                     self.add("warning", "no_when", step, "this branch has no 'when' while others do; bound and hybrid "
                              "runs check branches in order and take the last one as 'otherwise'; give this branch "
                              "a 'when' or make it the last branch")
             return
-        if not (step.label.is_branch and step.label.index == 1):
+        if not (lab.is_branch and lab.index == 1):
             self.add("warning", "when_ignored", step, "'when' only applies to the first step of a branch (x-n_1); "
                      "it is ignored here; move it to the branch's first step or remove it")
         try:
