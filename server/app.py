@@ -22,7 +22,9 @@ from routines.backends.sampling import SamplingUnavailable
 from routines.errors import CallerError, DownstreamError, RunFailed
 from routines.planner import planning_prompt
 from routines.render import render_routine
+from server import __version__
 from server.input_required import InputRequiredBridge, Reporter
+from server.messages import ReadableValidationErrors
 from server.sampling import with_client_model
 from server.service import RoutineService, tool_specs
 from server.settings import Settings
@@ -141,7 +143,8 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
         finally:
             await bridge.aclose()  # runs still waiting for a client's model end with the server
 
-    mcp = FastMCP("routine-mcp", instructions=INSTRUCTIONS, auth=auth, lifespan=lifespan)
+    mcp = FastMCP("routine-mcp", version=__version__, instructions=INSTRUCTIONS, auth=auth, lifespan=lifespan,
+                  middleware=[ReadableValidationErrors()])
     read_only = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 
     @mcp.custom_route("/health", methods=["GET"])
@@ -317,11 +320,13 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
 
     @mcp.prompt(name="plan_routine")
     async def plan_prompt(
-        draft: Annotated[str, Field(description="The expert's rough procedure.", min_length=1)],
+        draft: Annotated[str, Field(description="The expert's rough procedure.")],
         tools: Annotated[str | None, Field(description="Tool schemas as a JSON list (MCP tools/list entries); "
                                            "omit to use the downstream servers' tools.")] = None,
     ) -> str:
         """The prompt that turns a rough draft into a structured Routine (paper appendix A.1)."""
+        if not draft.strip():  # checked here: a prompt's string arguments fail pydantic's checks as "Invalid JSON"
+            raise PromptError("draft is empty: give the expert's rough procedure, in prose or a list")
         try:
             given = json.loads(tools) if tools and tools.strip() else None
             if given is not None and not isinstance(given, list):

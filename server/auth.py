@@ -9,7 +9,9 @@ from pathlib import Path
 
 from fastmcp.server.auth import AccessToken, TokenVerifier
 from fastmcp.server.auth.providers.jwt import JWTVerifier
+from starlette.middleware import Middleware
 
+from server.messages import BearerErrorText
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,10 @@ class BearerVerifier(TokenVerifier):
         super().__init__()
         self.tokens = [t for t in tokens if t]
         self.jwt = jwt
+
+    def get_middleware(self) -> list:
+        # Our own text for a refused token (fastmcp's asks the client to "re-register", an OAuth step).
+        return [*super().get_middleware(), Middleware(BearerErrorText)]
 
     async def verify_token(self, token: str) -> AccessToken | None:
         for i, known in enumerate(self.tokens):

@@ -12,6 +12,20 @@ from routines.backends.base import Backend, BaseBackend, Completion, Constraint,
 from routines.backends.scripted import ScriptedBackend, call_text
 
 KINDS = ("local", "openai", "scripted", "none")
+LOCAL_EXTRA_MODULES = ("torch", "transformers", "gguf", "llguidance", "sentence_transformers", "safetensors")
+
+
+class MissingExtra(ValueError):
+    """A feature needs an optional part of the package that is not installed: the operator must install it."""
+
+    def __init__(self, extra: str, module: str, feature: str) -> None:
+        super().__init__(
+            f"{feature} needs the '{extra}' extra of routine-mcp, which is not installed (no module named "
+            f"{module!r}): pip install 'routine-mcp[{extra}]'. Without it, use an OpenAI-compatible endpoint "
+            "(ROUTINE_EXECUTOR_BACKEND=openai with ROUTINE_ENDPOINT and ROUTINE_MODEL) or bound runs (mode 'bound')."
+        )
+        self.extra = extra
+        self.module = module
 
 
 def create_backend(kind: str, **options: Any) -> Backend | None:
@@ -20,7 +34,12 @@ def create_backend(kind: str, **options: Any) -> Backend | None:
     ``none``: no model (bound runs only)."""
     options = {k: v for k, v in options.items() if v is not None}
     if kind in ("local", "transformers"):
-        from routines.backends.transformers import TransformersBackend
+        try:
+            from routines.backends.transformers import TransformersBackend
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.split(".")[0] not in LOCAL_EXTRA_MODULES:
+                raise
+            raise MissingExtra("local", exc.name, "the embedded executor model (the local backend)") from None
 
         return TransformersBackend(**options)
     if kind == "openai":
@@ -43,6 +62,7 @@ __all__ = [
     "Completion",
     "Constraint",
     "Message",
+    "MissingExtra",
     "ScriptedBackend",
     "ToolSpec",
     "call_text",

@@ -6,10 +6,12 @@ import importlib
 import json
 import logging
 import sys
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
+from server import __version__
 from server.cli import routine_cmds, run_cmds, serve_cmds, store_cmds
 
 app = typer.Typer(
@@ -19,6 +21,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"routine-mcp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """routine-mcp: plan, store, run, distill and evaluate Routines; serve them over MCP."""
+
 
 # Command groups register themselves here, one line each.
 routine_cmds.register(app)
