@@ -5,6 +5,12 @@ Configured like Claude Desktop (``{"mcpServers": {"hr": {"command": ..., "args":
 Tools are listed once and cached; with more than one server their names get the server's name as a prefix
 (``hr_get_salary``). Calls have a timeout; a lost connection is re-opened once before the call is given up
 as a ``DownstreamError``, so the next run works once a restarted server is back.
+
+A call that was sent and then lost its connection may or may not have run. It is repeated on the new
+connection only when repeating it is safe: the tool is annotated ``readOnlyHint`` or ``idempotentHint`` (MCP
+tool annotations), or the server's config entry lists it in ``"idempotentTools"`` (``["*"]``: every tool of
+that server). Any other tool (a payment, a deletion, an e-mail) is never silently run twice: the call fails
+with a ``DownstreamError`` that says it may have run.
 """
 
 from __future__ import annotations
@@ -71,6 +77,27 @@ def load_servers_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any
         if isinstance(entry, Mapping) and not ("command" in entry or "url" in entry):
             raise CallerError(f"server {name!r} needs a 'command' (stdio) or a 'url' (HTTP)")
     return dict(servers)
+
+
+_NOT_REPEATED = ("the connection was lost during the call, which may or may not have run; it was not repeated "
+                 "because the tool is not marked idempotent (MCP idempotentHint or readOnlyHint, or the server's "
+                 "\"idempotentTools\" in the servers file); check its effect before running it again")
+
+
+def _safe_to_repeat(tool: Any) -> bool:
+    """True when an MCP tool says that calling it twice does no more than calling it once."""
+    hints = getattr(tool, "annotations", None)
+    return bool(hints is not None and (getattr(hints, "readOnlyHint", None) or getattr(hints, "idempotentHint", None)))
+
+
+def _idempotent_tools(entry: Any) -> set[str]:
+    """The tool names a servers-file entry declares safe to repeat (``"idempotentTools"``; ``"*"``: all)."""
+    declared = entry.get("idempotentTools") if isinstance(entry, Mapping) else None
+    if declared is None:
+        return set()
+    if not isinstance(declared, list) or not all(isinstance(t, str) for t in declared):
+        raise CallerError('"idempotentTools" in the servers file must be a list of tool names (or ["*"])')
+    return set(declared)
 
 
 def _transport(name: str, entry: Any) -> Any:
@@ -158,6 +185,7 @@ class ToolHub:
         self.prefix = len(servers) > 1 if prefix is None else prefix
         self._conns = {name: _Connection(name, entry, timeout) for name, entry in servers.items()}
         self._tools: dict[str, tuple[str, ToolSpec]] | None = None
+        self._repeatable: set[str] = set()  # exposed names of the tools a lost call may be repeated for
         self._lock = anyio.Lock()
 
     @classmethod
@@ -185,13 +213,17 @@ class ToolHub:
         async with self._lock:
             if self._tools is None or refresh:
                 tools: dict[str, tuple[str, ToolSpec]] = {}
+                repeatable: set[str] = set()
                 for name, conn in self._conns.items():
                     listed = await self._with_reconnect(conn, None, lambda c: c.list_tools())
+                    declared = _idempotent_tools(conn.entry)
                     for tool in listed:
                         spec = ToolSpec.from_mcp(tool)
                         exposed = f"{name}_{spec.name}" if self.prefix else spec.name
                         tools[exposed] = (name, ToolSpec(exposed, spec.description, spec.parameters))
-                self._tools = tools
+                        if _safe_to_repeat(tool) or "*" in declared or spec.name in declared:
+                            repeatable.add(exposed)
+                self._tools, self._repeatable = tools, repeatable
         return [spec for _, spec in self._tools.values()]
 
     async def tool(self, name: str) -> ToolSpec | None:
@@ -214,12 +246,17 @@ class ToolHub:
         limit = timeout or self.timeout
         started = time.perf_counter()
         result = await self._with_reconnect(
-            conn, remote, lambda c: c.call_tool_mcp(remote, dict(arguments), timeout=limit), limit
+            conn, remote, lambda c: c.call_tool_mcp(remote, dict(arguments), timeout=limit), limit,
+            repeat=name in self._repeatable,
         )
         value, text = _value_of(result)
         return ToolResult(value, text, bool(result.is_error), time.perf_counter() - started, server, remote)
 
-    async def _with_reconnect(self, conn: _Connection, tool: str | None, op: Any, limit: float | None = None) -> Any:
+    async def _with_reconnect(
+        self, conn: _Connection, tool: str | None, op: Any, limit: float | None = None, *, repeat: bool = True
+    ) -> Any:
+        """Run ``op`` on the server's client; on a lost connection reconnect and run it again, but only when
+        ``repeat`` (listing tools, or a tool that is safe to repeat)."""
         limit = limit or conn.timeout
         for attempt in (1, 2):
             client = await conn.open()
@@ -233,10 +270,14 @@ class ToolHub:
                 await conn.close(client)
                 if attempt == 2 or "connection closed" not in str(exc).lower():
                     raise DownstreamError(conn.name, tool, str(exc)) from exc
+                if not repeat:
+                    raise DownstreamError(conn.name, tool, _NOT_REPEATED) from exc
                 log.warning("downstream %s lost the connection; reconnecting", conn.name)
             except _CONNECTION_ERRORS as exc:
                 await conn.close(client)
                 if attempt == 2:
                     raise DownstreamError(conn.name, tool, f"connection lost: {exc or type(exc).__name__}") from exc
+                if not repeat:
+                    raise DownstreamError(conn.name, tool, _NOT_REPEATED) from exc
                 log.warning("downstream %s failed (%s); reconnecting", conn.name, exc)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -160,6 +160,33 @@ async def test_a_stdio_server_that_crashes_during_a_call_is_a_downstream_error_t
         assert (await hub.call("search_employee", {"name": "Ada"})).value["employee_id"] == "E-001"
 
 
+async def test_a_call_that_is_not_idempotent_is_not_repeated_after_the_connection_is_lost(tmp_path: Path) -> None:
+    """Issue 15, item 6: the server pays, then crashes before answering. Repeating the call on a new connection
+    would pay twice while the caller saw one success; only a tool that says it is idempotent is repeated."""
+    ledger = tmp_path / "payments"
+    async with ToolHub.from_config(stdio_config(), timeout=20) as hub:
+        with pytest.raises(DownstreamError, match="may or may not have run; it was not repeated"):
+            await hub.call("pay", {"ledger": str(ledger), "amount": 100})
+        assert ledger.read_text() == "100\n"  # paid once
+        assert (await hub.call("pay", {"ledger": str(ledger), "amount": 5})).value == {"entered": 5}
+        recorded = tmp_path / "records"
+        assert (await hub.call("record", {"ledger": str(recorded), "amount": 7})).value == {"entered": 7}
+        assert recorded.read_text() == "7\n7\n"  # idempotentHint: repeated on the new connection
+
+
+async def test_the_servers_file_can_declare_tools_idempotent(tmp_path: Path) -> None:
+    config = stdio_config()
+    config["mcpServers"]["toy"]["idempotentTools"] = ["pay"]
+    ledger = tmp_path / "payments"
+    async with ToolHub.from_config(config, timeout=20) as hub:
+        assert (await hub.call("pay", {"ledger": str(ledger), "amount": 3})).value == {"entered": 3}
+    assert ledger.read_text() == "3\n3\n"
+    config["mcpServers"]["toy"]["idempotentTools"] = "pay"
+    async with ToolHub.from_config(config, timeout=20) as hub:
+        with pytest.raises(CallerError, match="idempotentTools"):
+            await hub.list_tools()
+
+
 # ---- streamable HTTP ----------------------------------------------------------------------------------
 async def test_an_http_server_gets_the_headers_and_bearer_and_survives_a_restart() -> None:
     with HttpToyServer() as server:
