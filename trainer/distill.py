@@ -71,7 +71,8 @@ class DistillOptions(BaseModel):
     constrain: bool = Field(False, description="Constrain the teacher's decoding to valid calls.")
     tool_timeout: float = Field(30.0, description="Seconds a downstream tool call may take.")
     name: str | None = Field(None, description="Dataset name (file stem and dataset_info key); default <scenario>_<split>.")
-    tools_column: bool = Field(True, description="Map the 'tools' column in dataset_info.json.")
+    tools_column: bool = Field(False, description="Also map the 'tools' column in dataset_info.json (LLaMA-Factory "
+                               "then lists the tools a second time, after the executor's own list in 'system').")
 
     def dataset_name(self, scenario: str, split: str) -> str:
         return self.name or f"{scenario}_{split}" + ("" if self.with_routine else "_noroutine")

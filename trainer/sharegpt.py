@@ -87,12 +87,13 @@ def build_record(
     }
 
 
-def dataset_info_entry(file_name: str, *, tools_column: bool = True) -> dict[str, Any]:
+def dataset_info_entry(file_name: str, *, tools_column: bool = False) -> dict[str, Any]:
     """The ``dataset_info.json`` entry that makes LLaMA-Factory read our records as they are.
 
-    With ``tools_column`` LLaMA-Factory's chat template also writes the tool list into the system text in its
-    own format (the executor's prompt already lists them); leave it out to train on the executor's prompt
-    alone."""
+    The tool list appears once, in ``system``: the executor's prompt lists the tools itself, so by default the
+    ``tools`` column is not mapped (records keep it for our own loader). With ``tools_column`` LLaMA-Factory's
+    chat template would write the list into the system text a second time, in its own format: the text
+    trained on would no longer be what the executor sends (docs/llamafactory/README.md)."""
     columns = {"messages": "conversations", "system": "system"}
     if tools_column:
         columns["tools"] = "tools"
@@ -108,7 +109,7 @@ def dataset_info_entry(file_name: str, *, tools_column: bool = True) -> dict[str
 
 
 def write_dataset(
-    records: Iterable[dict[str, Any]], out_dir: Path, name: str, *, tools_column: bool = True
+    records: Iterable[dict[str, Any]], out_dir: Path, name: str, *, tools_column: bool = False
 ) -> tuple[Path, Path]:
     """Write ``<name>.jsonl`` and add (or replace) its entry in ``out_dir/dataset_info.json``, keeping the
     other datasets listed there. Returns both paths."""

@@ -86,7 +86,7 @@ def test_write_and_load_through_dataset_info(tmp_path: Path) -> None:
     assert set(info) == {"alpaca_en", "toy_train"}  # other datasets are kept
     assert info["toy_train"] == {
         "file_name": "toy_train.jsonl", "formatting": "sharegpt",
-        "columns": {"messages": "conversations", "system": "system", "tools": "tools"},
+        "columns": {"messages": "conversations", "system": "system"},  # the tools are listed once, in system
         "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
                  "function_tag": "function_call", "observation_tag": "observation"},
     }
@@ -94,8 +94,8 @@ def test_write_and_load_through_dataset_info(tmp_path: Path) -> None:
     assert [c.id for c in load_dataset(data_path)] == ["a", "b"]
     with pytest.raises(DatasetFormatError, match="lists 2 datasets"):
         load_dataset(tmp_path)
-    _, info_path = write_dataset([record()], tmp_path / "bare", "x", tools_column=False)
-    assert "tools" not in json.loads(info_path.read_text())["x"]["columns"]
+    _, info_path = write_dataset([record()], tmp_path / "listed", "x", tools_column=True)
+    assert json.loads(info_path.read_text())["x"]["columns"]["tools"] == "tools"
 
 
 def test_load_reports_the_broken_records(tmp_path: Path) -> None:
