@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from sqlite_utils import Database
 
 from memory.errors import InvalidExampleError, InvalidRoutineError, RoutineNotFoundError
+from memory.files import private_file
 from routines.model import Routine
 from routines.validate import validate
 
@@ -188,7 +189,7 @@ class ProcedureStore:
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # 0600: stored Routines and their examples are the company's procedures
         self.db = Database(self.path)
         if self.path != ":memory:":
             self.db.enable_wal()
@@ -278,8 +279,17 @@ class ProcedureStore:
         Without an ``id`` the id is derived from the name. Saving content identical to the latest version
         stores nothing and returns that version. With ``tools``, tool names and arguments are checked too.
         Raises :class:`InvalidRoutineError` (nothing stored) when validation finds errors."""
+        return self.save_prepared(self._prepare(routine, tools=tools))
+
+    def prepare(self, routine: Routine | dict[str, Any] | list[Any], *, tools: Sequence[Any] = ()) -> Routine:
+        """What ``save`` checks, without storing: the Routine parsed, with its id, validated (raises
+        :class:`InvalidRoutineError`). Touches no database, so it may run in a worker thread."""
+        return self._prepare(routine, tools=tools)
+
+    def save_prepared(self, routine: Routine) -> Routine:
+        """Store a Routine that ``prepare`` returned (it is not validated again)."""
         with self.db.atomic():
-            saved = self._save(self._prepare(routine, tools=tools))
+            saved = self._save(routine)
             self._bump()
         return saved
 

@@ -26,6 +26,7 @@ from server import __version__
 from server.input_required import InputRequiredBridge, Reporter
 from server.messages import ReadableValidationErrors
 from server.sampling import with_client_model
+from server.security import SCOPE_DATASETS, SCOPE_WRITE, Caller
 from server.service import RoutineService, tool_specs
 from server.settings import Settings
 
@@ -160,13 +161,15 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
         inputs: Annotated[dict[str, Any] | None, Field(description="Values for the Routine's declared inputs; "
                                                        "missing ones are read from the query.")] = None,
         user_id: Annotated[str | None, Field(description="The current user's id (permissions are checked "
-                                              "for this user).")] = None,
+                                              "for this user). On HTTP the user comes from the token; another "
+                                              "user only with the 'users:act-as' scope.")] = None,
         mode: Annotated[Literal["model", "hybrid", "bound"] | None, Field(description="model: the executor "
                         "model makes every call; hybrid: bound steps run without it; bound: no model.")] = None,
     ) -> RunOut | InputRequiredResult:
         """Answer a request by carrying out a Routine step by step against the company's tools.
         Returns the answer and the trajectory (every call and what it returned)."""
         run_mode = mode or svc.settings.executor_mode
+        acting_user = Caller.current().run_as(user_id)  # identity from the credentials, never a free argument
 
         async def work(model: Backend | None, report: Reporter) -> RunOut:
             done = 0
@@ -181,7 +184,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
                     await report(done + share, None, f"step {rec.step or '?'} retried: {rec.error}")
 
             result, routine, found = await svc.run(
-                query, routine_id=routine_id, inputs=inputs, user_id=user_id, mode=mode, on_step=progress,
+                query, routine_id=routine_id, inputs=inputs, user_id=acting_user, mode=mode, on_step=progress,
                 sampling=model,
             )
             if not result.ok:
@@ -228,6 +231,8 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
         bind: Annotated[bool, Field(description="Also bind arguments so steps can run without the model.")] = False,
     ) -> PlanOut | InputRequiredResult:
         """Turn a rough draft into a structured, validated Routine with one tool per step."""
+        if save:
+            Caller.current().require(SCOPE_WRITE, "plan_routine with save=true")
 
         async def work(model: Backend | None, report: Reporter) -> PlanOut:
             result = await svc.plan(draft, tools, bind=bind, sampling=model)
@@ -249,7 +254,8 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
     async def distill_dataset(
         ctx: Context,
-        scenario: Annotated[str, Field(description="A built-in scenario name (hr) or a scenario directory.")] = "hr",
+        scenario: Annotated[str, Field(description="A scenario name: built-in (hr) or registered by the "
+                            "server's operator (ROUTINE_SCENARIO_DIRS); paths are not accepted.")] = "hr",
         split: Annotated[Literal["train", "test"], Field(description="Which query set.")] = "train",
         teacher: Annotated[Literal["bound", "executor", "openai"], Field(description="'bound' (the Routines' "
                            "bindings, no model), 'executor' (the configured executor backend) or 'openai' (the "
@@ -257,9 +263,11 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
         with_routine: Annotated[bool, Field(description="Put the Routine in the system prompt (false: "
                                             "the 'internalised' variant).")] = True,
         limit: Annotated[int | None, Field(description="Only the first N queries.", ge=1)] = None,
-        out_dir: Annotated[str | None, Field(description="Where to write the dataset.")] = None,
+        out_dir: Annotated[str | None, Field(description="A folder name under the server's datasets folder "
+                           "(default <scenario>-<split>).")] = None,
     ) -> DistillOut:
         """Run a scenario's queries through their Routines and write LLaMA-Factory ShareGPT training data."""
+        Caller.current().require(SCOPE_DATASETS, "distill_dataset")
 
         async def progress(done: int, total: int, message: str = "") -> None:
             await ctx.report_progress(done, total, message)
@@ -277,6 +285,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
         routine: Annotated[dict[str, Any], Field(description="A Routine as JSON (design section 4.1).")],
     ) -> RoutineOut:
         """Validate a Routine against the downstream tools and store it as a new version."""
+        Caller.current().require(SCOPE_WRITE, "save_routine")
         try:
             return routine_out(await svc.save(routine))
         except (CallerError, ValidationError, ValueError, DownstreamError) as exc:
@@ -302,6 +311,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True))
     async def delete_routine(routine_id: Annotated[str, Field(description="The Routine's id.")]) -> dict[str, Any]:
         """Delete a Routine and all its versions."""
+        Caller.current().require(SCOPE_WRITE, "delete_routine")
         try:
             removed = svc.store.delete(routine_id)
         except (KeyError, ValueError) as exc:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
+
+import anyio
 
 from memory.retrieval import RetrievalResult, Retriever
 from memory.runlog import RunLog
@@ -22,6 +23,7 @@ from routines.executor import Executor, ExecutorConfig, RunResult, StepCallback
 from routines.hub import ToolHub, load_servers_config
 from routines.model import Routine
 from routines.planner import Planner, PlanResult
+from server.limits import check_routine_data, check_routine_text, check_text, dataset_dir, named_scenario
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -167,13 +169,22 @@ class RoutineService:
     ) -> Routine:
         """Validate and store a new version: against ``tools`` when given, else against the downstream tools
         when servers are configured."""
+        check_routine_data(data, self.settings)
         if tools:
             specs: list[ToolSpec] = tool_specs(tools)
         else:
             specs = await self.tools() if check_tools and (self._hub or self.settings.servers_file) else []
-        return self.store.save(data, tools=specs)
+        # Parsing and validating a caller's Routine runs in a worker thread: other requests go on meanwhile.
+        routine = await anyio.to_thread.run_sync(self._prepare, data, specs)
+        return self.store.save_prepared(routine)
+
+    def _prepare(self, data: Routine | dict[str, Any], specs: list[ToolSpec]) -> Routine:
+        routine = self.store.prepare(data, tools=specs)
+        check_routine_text(routine, self.settings)
+        return routine
 
     def retrieve(self, query: str, k: int = 1) -> RetrievalResult:
+        check_text("the query", query, self.settings.max_query_chars, "ROUTINE_MAX_QUERY_CHARS")
         return self.retriever().retrieve(query, k=k)
 
     def resolve_routine(self, query: str, routine_id: str | None) -> tuple[Routine, RetrievalResult | None]:
@@ -198,23 +209,32 @@ class RoutineService:
         on_step: StepCallback | None = None,
         sampling: Backend | None = None,
     ) -> tuple[RunResult, Routine, RetrievalResult | None]:
-        routine, found = self.resolve_routine(query, routine_id)
+        check_text("the query", query, self.settings.max_query_chars, "ROUTINE_MAX_QUERY_CHARS")
         run_mode = mode or self.settings.executor_mode
         backend = None if run_mode == "bound" else self.executor_backend(sampling)
-        if backend is None and run_mode != "bound":
+        if backend is None and run_mode != "bound":  # refused before any retrieval or downstream work
             raise CallerError(f"mode {run_mode!r} needs an executor model, and ROUTINE_EXECUTOR_BACKEND is 'none'; "
                               "use mode 'bound' or configure a backend")
+        routine, found = self.resolve_routine(query, routine_id)
         s = self.settings
         config = ExecutorConfig(
             mode=run_mode, constrain=s.constrain, memory_threshold=s.memory_threshold, max_steps=s.max_steps,
             max_retries=s.max_retries, tool_timeout=s.tool_timeout,
         )
-        executor = Executor(self.hub(), backend, config, self.runlog)
-        result = await executor.run(routine, query, inputs=inputs, user_id=user_id, on_step=on_step)
+        runlog = _RunIds(self.runlog)
+        executor = Executor(self.hub(), backend, config, runlog)  # type: ignore[arg-type]
+        try:
+            result = await executor.run(routine, query, inputs=inputs, user_id=user_id, on_step=on_step)
+        except anyio.get_cancelled_exc_class():
+            if runlog.run_id is not None:  # a client that went away is not an internal error
+                self.runlog.finish_run(runlog.run_id, status="cancelled",
+                                       error="cancelled: the client disconnected or cancelled the call")
+            raise
         return result, routine, found
 
     async def plan(self, draft: str, tools: list[dict[str, Any]] | None, *, bind: bool = False,
                    sampling: Backend | None = None) -> PlanResult:
+        check_text("the draft", draft, self.settings.max_draft_chars, "ROUTINE_MAX_DRAFT_CHARS")
         specs = tool_specs(tools) if tools else await self.tools()
         planner = Planner(self.planner_backend(sampling), bind=bind)
         return await planner.plan(draft, specs)
@@ -223,10 +243,26 @@ class RoutineService:
                       out_dir: str | None, on_progress: Callable[..., Any] | None = None) -> Any:
         from trainer.distill import DistillOptions, distill
 
+        scen = named_scenario(scenario, self.settings)  # a name, never a path: see docs/security.md
+        out = dataset_dir(out_dir, f"{scen.name}-{split}", self.settings)
         teacher_backend = self.teacher_backend(teacher)
-        out = Path(out_dir).expanduser() if out_dir else self.settings.home / "datasets" / f"{Path(scenario).name}-{split}"
         return await distill(
-            scenario, split=split, teacher=teacher_backend, out_dir=out,
+            scen, split=split, teacher=teacher_backend, out_dir=out,
             options=DistillOptions(with_routine=with_routine, limit=limit, memory_threshold=self.settings.memory_threshold),
             data_dir=self.settings.home, on_progress=on_progress,
         )
+
+
+class _RunIds:
+    """The run log as the executor sees it, remembering the id of the run it starts."""
+
+    def __init__(self, runlog: RunLog) -> None:
+        self.runlog = runlog
+        self.run_id: str | None = None
+
+    def start_run(self, **kwargs: Any) -> str:
+        self.run_id = self.runlog.start_run(**kwargs)
+        return self.run_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runlog, name)

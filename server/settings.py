@@ -57,11 +57,31 @@ class Settings(BaseSettings):
     jwt_jwks_uri: str | None = Field(None, description="JWKS URI to verify JWT bearer tokens on HTTP.")
     jwt_issuer: str | None = Field(None, description="Required JWT issuer.")
     jwt_audience: str | None = Field(None, description="Required JWT audience.")
+    jwt_user_claim: str = Field(
+        "sub", description="The JWT claim that holds the caller's user id (the run's {{system.user_id}}).")
+    jwt_leeway: float = Field(
+        30.0, ge=0, description="Seconds of clock skew allowed when checking a JWT's exp and nbf.")
+    allowed_hosts: str | None = Field(
+        None, description="Comma-separated Host names (fnmatch patterns, e.g. mcp.corp.example or *.corp.example) "
+        "accepted on HTTP besides loopback names and the bound address; '*' turns the Host check off.")
+    allowed_origins: str | None = Field(
+        None, description="Comma-separated browser origins (e.g. https://app.corp.example) allowed to call over "
+        "HTTP besides loopback origins and the server's own origin.")
+    max_request_bytes: int = Field(
+        1_000_000, gt=0, description="Largest HTTP request body accepted (bytes); larger ones get 413.")
+    max_query_chars: int = Field(4_000, gt=0, description="Longest query accepted by run_routine and retrieve_routine.")
+    max_draft_chars: int = Field(20_000, gt=0, description="Longest draft accepted by plan_routine.")
+    max_routine_steps: int = Field(100, gt=0, description="Most steps a saved Routine may have.")
+    max_text_chars: int = Field(
+        2_000, gt=0, description="Longest name, description, input or output text of a Routine or one of its steps.")
+    scenario_dirs: str | None = Field(
+        None, description="Comma-separated scenario directories that distill_dataset may run by name, besides the "
+        "built-in ones; MCP callers can only name scenarios, never give paths.")
 
     @property
     def home(self) -> Path:
         path = self.data_dir.expanduser()
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # the run log holds what tools returned
         return path
 
     @property

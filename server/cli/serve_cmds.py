@@ -37,7 +37,9 @@ def register(app: typer.Typer) -> None:
         """Serve the Routine tools over MCP (stdio for Claude Desktop, or HTTP with bearer auth)."""
         from server.app import create_app
         from server.auth import build_auth
+        from server.security import http_options
 
+        os.umask(0o077)  # the store, run log and datasets hold what the tools returned: this user only
         settings = Settings()
         if not http:
             create_app(settings=settings).run(transport="stdio", show_banner=False)
@@ -50,7 +52,11 @@ def register(app: typer.Typer) -> None:
             )
         if auth is None:
             log.warning("serving HTTP on %s:%d without auth (loopback only)", host, port)
-        create_app(settings=settings, auth=auth).run(transport="http", host=host, port=port, show_banner=False)
+        if not _is_loopback(host) and not settings.allowed_hosts:
+            log.warning("serving on %s: requests are accepted for loopback names and IP addresses only; set "
+                        "ROUTINE_ALLOWED_HOSTS to the names clients use (e.g. mcp.corp.example)", host)
+        create_app(settings=settings, auth=auth).run(transport="http", host=host, port=port, show_banner=False,
+                                                     **http_options(settings, host))
 
     @app.command()
     def demo(

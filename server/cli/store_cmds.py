@@ -21,11 +21,13 @@ from memory.store import ProcedureStore
 from routines.model import Routine
 from routines.render import parse_routine, render_routine
 from routines.validate import load_tools
+from server.settings import Settings
 
 DEFAULT_DATA_DIR = "~/.routine"
 
 ToolsOpt = Annotated[
-    Path | None, typer.Option("--tools", help="Tool schemas (JSON list or tools/list result) to check tool names.")
+    Path | None, typer.Option("--tools", help="Tool schemas (JSON list or tools/list result) to check tool names "
+                              "(default: the tools of the servers in ROUTINE_SERVERS_FILE, when set).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -46,7 +48,24 @@ def _read_routine(path: Path) -> Routine:
 
 
 def _tools(path: Path | None) -> list[Any]:
-    return list(load_tools(path)) if path else []
+    """The tools to check Routines against: ``--tools``, else those of the configured downstream servers
+    (``ROUTINE_SERVERS_FILE``), else none (tool names are not checked)."""
+    if path:
+        return list(load_tools(path))
+    servers = Settings().servers_file
+    return anyio.run(_downstream_tools, servers) if servers else []
+
+
+async def _downstream_tools(servers: Path) -> list[Any]:
+    from routines.errors import DownstreamError
+    from routines.hub import ToolHub
+
+    try:
+        async with ToolHub.from_config(servers) as hub:
+            return list(await hub.list_tools())
+    except DownstreamError as exc:
+        raise ValueError(f"cannot check the Routine's tools against ROUTINE_SERVERS_FILE {servers}: {exc}; start "
+                         "the servers or give --tools") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -205,9 +205,9 @@ async def test_the_clients_model_over_http(make_service, hr_routines, people, mo
 
     service = make_service(executor_backend="sampling")
     await service.save(hr_routines["hr.salary"].model_dump(exclude_none=True, exclude={"version"}))
-    app = create_app(service, auth=BearerVerifier(["tok-good"]))
+    app = create_app(service, auth=BearerVerifier([f"tok-good {people.staff_user}"]))  # the token's user runs it
     async with asgi_server(app) as running, running.client(auth="tok-good", mode=mode, sampling_handler=model) as client:
         out = (await client.call_tool("run_routine", {
             "query": f"What does {people.employee_name} earn?", "routine_id": "hr.salary", "mode": "model",
-            "user_id": people.staff_user})).structured_content
+            })).structured_content
     assert out["status"] == "finished" and len(out["steps"]) == 5 and replies == []

@@ -118,3 +118,25 @@ def test_examples_import_list_rm(cli: Cli, tmp_path: Path) -> None:
     assert code == 0 and out == "deleted 1 example question(s)\n"
     code, out, err = cli("routines", "examples", "list")
     assert code == 0 and out == "" and err == "no example questions stored\n"
+
+
+def test_add_without_tools_checks_against_the_configured_servers(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15, item 8: with a servers file set, a Routine naming a tool no server has is not saved."""
+    from tests.fixtures.toy_server import stdio_config
+
+    servers = tmp_path / "servers.json"
+    servers.write_text(json.dumps(stdio_config()))
+    monkeypatch.setenv("ROUTINE_SERVERS_FILE", str(servers))
+    bad = json.loads((EXAMPLES / "salary.json").read_text())
+    bad["steps"][1]["tool"] = "lookup_employee"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    code, out, err = cli("routines", "add", str(path))
+    assert code == 2 and out == ""
+    assert "tool 'lookup_employee' is not in the tool list" in err and "Traceback" not in err
+    assert cli("routines", "add", str(EXAMPLES / "salary.json"))[1] == "saved example.salary version 1\n"
+    servers.write_text(json.dumps({"mcpServers": {"gone": {"command": "/nonexistent/server"}}}))
+    code, _, err = cli("routines", "add", str(EXAMPLES / "salary.json"))
+    assert code == 2 and "give --tools" in err and "Traceback" not in err
