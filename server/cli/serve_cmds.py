@@ -63,11 +63,13 @@ def register(app: typer.Typer) -> None:
         question: Annotated[str | None, typer.Option(help="Ask this instead of the sample question.")] = None,
         user_id: Annotated[str | None, typer.Option("--user-id", help="The asking user (with --question).")] = None,
         mode: Annotated[str, typer.Option(help="model, hybrid or bound.")] = "hybrid",
-        data_dir: Annotated[Path | None, typer.Option(help="Where the demo keeps its data.")] = None,
+        data_dir: Annotated[Path | None, typer.Option(help="Where the demo keeps its data (default: the data "
+                                                      "directory, $ROUTINE_DATA_DIR or ~/.routine).")] = None,
     ) -> None:
         """Generate the HR company, start routine-mcp with the HR server behind it, import the HR Routines,
-        then retrieve and run a question through a real MCP client on the embedded executor."""
-        home = (data_dir or Settings().home / "demo").expanduser()
+        then retrieve and run a question through a real MCP client on the embedded executor. The data
+        directory is left ready for `routine serve`; the last lines are the Claude Desktop entry for it."""
+        home = (data_dir or Settings().home).expanduser().absolute()
         anyio.run(_demo, home, question, user_id, mode)
 
 
@@ -153,6 +155,21 @@ async def _demo(home: Path, question: str | None, user_id: str | None, mode: str
             _echo(f"     step {step['step']:6} [{step['source']}] {step['tool']}({arguments[:100]})")
         _echo(f"\nAnswer: {out.get('answer')}")
         _echo(f"(run {out.get('run_id')}; details: ROUTINE_DATA_DIR={home} routine runs show {out.get('run_id')})")
+    _echo(f"\n{CLAUDE_DESKTOP_HEADER}")
+    _echo(json.dumps(claude_desktop_config(home, servers_file), indent=2))
+
+
+CLAUDE_DESKTOP_HEADER = ("6. To use these Routines from Claude Desktop, add this to claude_desktop_config.json "
+                         "(Settings > Developer > Edit Config) and restart it:")
+
+
+def claude_desktop_config(home: Path, servers_file: Path) -> dict[str, Any]:
+    """The ``mcpServers`` entry that serves ``home``'s Routines with its downstream servers, with absolute paths
+    only: Claude Desktop starts it from ``/`` with a minimal environment (no PATH of ours, no ~ expansion)."""
+    script = Path(sys.executable).parent / "routine"  # the venv's script; not resolved, that would leave the venv
+    command, args = (str(script), ["serve"]) if script.exists() else (sys.executable, ["-m", "server", "serve"])
+    env = {"ROUTINE_DATA_DIR": str(home), "ROUTINE_SERVERS_FILE": str(servers_file)}
+    return {"mcpServers": {"routines": {"command": command, "args": args, "env": env}}}
 
 
 def _as_list(result: Any) -> list[dict[str, Any]]:
