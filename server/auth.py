@@ -19,7 +19,9 @@ from typing import Any
 
 from fastmcp.server.auth import AccessToken, TokenVerifier
 from fastmcp.server.auth.providers.jwt import JWTVerifier
+from starlette.middleware import Middleware
 
+from server.messages import BearerErrorText
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,10 @@ class BearerVerifier(TokenVerifier):
         self.jwt = jwt
         self.user_claim = user_claim
         self.leeway = leeway
+
+    def get_middleware(self) -> list:
+        # Our own text for a refused token (fastmcp's asks the client to "re-register", an OAuth step).
+        return [*super().get_middleware(), Middleware(BearerErrorText)]
 
     async def verify_token(self, token: str) -> AccessToken | None:
         for i, known in enumerate(self.tokens):
