@@ -106,13 +106,14 @@ def default_model_path() -> Path:
     return path
 
 
-_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
 
 
-def _load(location: str, device: str) -> Any:
-    """Load (once per process) a SentenceTransformer, never touching the network."""
-    key = (location, device)
+def _load(location: str, device: str, adapter: tuple[str, bytes] | None = None) -> Any:
+    """Load (once per process) a SentenceTransformer, never touching the network; with ``adapter`` (name,
+    bytes from ``memory.tuning``), its own copy with the tuned weights merged in."""
+    key = (location, device, adapter[0] if adapter else "")
     with _LOCK:
         if key in _MODELS:
             return _MODELS[key]
@@ -138,6 +139,11 @@ def _load(location: str, device: str) -> Any:
                 f"cannot load embedding model {location!r} offline: {exc}. Give a local model directory, or a "
                 "name already in the Hugging Face cache; leave it unset for the bundled all-MiniLM-L6-v2"
             ) from None
+        if adapter is not None:
+            from memory.tuning import merge_adapter
+
+            merge_adapter(model, adapter[1])
+        model.eval()
         _MODELS[key] = model
         return model
 
@@ -146,13 +152,21 @@ class Embedder:
     """A sentence-transformers model. ``model``: ``None`` for the bundled all-MiniLM-L6-v2, a local
     directory, or a model name available offline. The loaded model is shared inside the process."""
 
-    def __init__(self, model: str | Path | None = None, *, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, model: str | Path | None = None, *, device: str = "cpu", batch_size: int = 64,
+        adapter: tuple[str, bytes] | None = None,
+    ) -> None:
         if model is None or str(model) in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
             self.location = str(default_model_path())
             self.name = DEFAULT_MODEL
         else:
             self.location = str(model)
             self.name = Path(str(model)).name if Path(str(model)).exists() else str(model)
+        self.base_name = self.name
+        """The model's name without an adapter (what adapters are tuned for)."""
+        self.adapter = adapter
+        if adapter is not None:
+            self.name = f"{self.base_name}+{adapter[0]}"  # its vectors are stored apart from the base model's
         self.device = device
         self.batch_size = batch_size
         self.texts_embedded = 0
@@ -160,7 +174,7 @@ class Embedder:
 
     @property
     def model(self) -> Any:
-        return _load(self.location, self.device)
+        return _load(self.location, self.device, self.adapter)
 
     @property
     def dim(self) -> int:

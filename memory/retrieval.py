@@ -36,36 +36,73 @@ DEFAULT_THRESHOLD = 0.13
 default recipe: the highest threshold that still answers 95% of the HR train questions (docs/procedure-memory.md
 shows the sweep with the off-topic questions). Recalibrate for another model with
 ``benchmarks/bench_retrieval.py --part accuracy``."""
-EXAMPLES_THRESHOLD = 0.19
-"""The same, when Routines have example questions (their blended scores run higher for covered questions, and
-barely move for off-topic ones)."""
-EXAMPLE_WEIGHT = 0.2
-"""Weight of the example-question centroid in a Routine's score (chosen on the HR train questions with their own
-phrasing held out of the examples)."""
+EXAMPLES_THRESHOLD = 0.30
+"""The same when Routines have example questions (their scores run higher): the highest threshold that still
+answers 95% of the HR train questions whose query template is held out of the examples (cross-validation with
+the bundled model; a tuned model answers 99.8% of them at 0.30)."""
+EXAMPLE_WEIGHT = 0.5
+"""Weight of the example questions in a Routine's score: ``(1 - w) * cos(question, Routine text) + w * cos(question,
+the Routine's nearest example question)``."""
+EXAMPLE_K = 1
+"""How many of a Routine's nearest example questions are averaged into its example score (1: the nearest)."""
+NEGATIVE_K = 10
+"""How many of the nearest negative questions are averaged into the negative score."""
+NEGATIVE_MARGIN = 0.15
+"""Retrieval abstains when the best Routine's nearest example question is not at least this much closer to the
+question than the negative score. These four were chosen on the HR train questions by cross-validation (a
+quarter of the query templates and of the negatives held out of the store per fold): the most negatives
+refused with at most 3% of covered questions refused (docs/procedure-memory.md)."""
 ABSTAIN_CANDIDATES = 3
 
 
 _CONTROLLER: Any = None
 
 
-def blend_examples(
-    ids: list[str], matrix: np.ndarray, example_ids: list[str], example_matrix: np.ndarray, weight: float
-) -> tuple[np.ndarray, int]:
-    """Routine vectors with their example questions blended in: ``(1 - weight) * routine + weight * centroid``,
-    the centroid being the normalised mean of the Routine's example vectors. Routines without examples keep
-    their vector. Returns the new matrix and how many Routines had examples."""
-    if not example_ids or weight <= 0 or len(ids) == 0:
-        return matrix, 0
-    row = {rid: i for i, rid in enumerate(ids)}
-    index = np.array([row.get(rid, -1) for rid in example_ids])
-    keep = index >= 0
-    sums = np.zeros_like(matrix, dtype=np.float32)
-    np.add.at(sums, index[keep], np.asarray(example_matrix, dtype=np.float32)[keep])
-    norms = np.linalg.norm(sums, axis=1)
-    has = norms > 0
-    blended = np.array(matrix, dtype=np.float32, copy=True)
-    blended[has] = (1 - weight) * blended[has] + weight * (sums[has] / norms[has, None])
-    return blended, int(has.sum())
+@dataclass
+class ExampleIndex:
+    """Example questions grouped by Routine for nearest-neighbour scoring: ``rows[j]`` is the row (in the
+    Routine matrix) of the j-th Routine with examples, ``slots[j]`` the indices of its examples in ``matrix``
+    (padded with -1)."""
+
+    rows: np.ndarray
+    slots: np.ndarray
+    matrix: np.ndarray
+
+    @classmethod
+    def build(cls, ids: list[str], example_ids: list[str], example_matrix: np.ndarray) -> ExampleIndex:
+        row = {rid: i for i, rid in enumerate(ids)}
+        groups: dict[int, list[int]] = {}
+        for j, rid in enumerate(example_ids):
+            if rid in row:
+                groups.setdefault(row[rid], []).append(j)
+        width = max((len(g) for g in groups.values()), default=0)
+        slots = np.full((len(groups), width), -1, dtype=np.int64)
+        for n, members in enumerate(groups.values()):
+            slots[n, : len(members)] = members
+        dim = example_matrix.shape[1] if example_matrix.size else 0
+        return cls(np.array(list(groups), dtype=np.int64), slots,
+                   np.asarray(example_matrix, dtype=np.float32).reshape(-1, dim) if dim else
+                   np.zeros((0, 0), dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def scores(self, query_vector: np.ndarray, k: int) -> np.ndarray:
+        """For each Routine with examples, the mean cosine of its ``k`` nearest example questions."""
+        if not len(self.rows):
+            return np.zeros(0, dtype=np.float32)
+        sims = self.matrix @ query_vector
+        return top_k_mean(np.where(self.slots >= 0, sims[self.slots], -np.inf), k)
+
+
+def top_k_mean(scores: np.ndarray, k: int) -> np.ndarray:
+    """Row-wise mean of the ``k`` largest finite values (fewer when a row has fewer; -inf pads)."""
+    if scores.shape[1] == 0:
+        return np.zeros(scores.shape[0], dtype=np.float32)
+    k = min(k, scores.shape[1])
+    top = -np.partition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else scores
+    finite = np.isfinite(top)
+    return np.where(finite, top, 0).sum(1) / np.maximum(finite.sum(1), 1)
 
 
 def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
@@ -100,6 +137,8 @@ class RetrievalResult:
     threshold: float
     candidates: list[Candidate] = field(default_factory=list)
     routine: Routine | None = None
+    negative_score: float | None = None
+    """How close the query is to the store's negative questions (``None`` when the store has none)."""
 
     @property
     def abstained(self) -> bool:
@@ -118,6 +157,10 @@ class RetrievalResult:
         if not self.candidates:
             return "procedure memory is empty; add Routines first (routine routines add FILE)"
         listing = ", ".join(f"{c.routine_id} ({c.score:.2f})" for c in self.candidates)
+        if self.abstained and self.score >= self.threshold and self.negative_score is not None:
+            return (f"no Routine serves this: the question is as close to requests no Routine covers "
+                    f"({self.negative_score:.2f}) as to the best Routine's examples; candidates: {listing}; "
+                    "name one explicitly if one fits")
         if self.abstained:
             return (f"no Routine matches well enough (best score {self.score:.2f} < threshold {self.threshold:.2f}); "
                     f"candidates: {listing}; name one explicitly")
@@ -135,21 +178,31 @@ class Retriever:
         threshold: float | None = None,
         recipe: str = DEFAULT_RECIPE,
         example_weight: float = EXAMPLE_WEIGHT,
+        example_k: int = EXAMPLE_K,
+        negative_k: int = NEGATIVE_K,
+        negative_margin: float = NEGATIVE_MARGIN,
     ) -> None:
         if not 0 <= example_weight < 1:
             raise ValueError(f"example_weight must be in [0, 1), not {example_weight}")
+        if example_k < 1 or negative_k < 1:
+            raise ValueError(f"example_k and negative_k must be at least 1, not {example_k} and {negative_k}")
         self.store = store
         self.embedder = embedder
         self._threshold = threshold
         self.recipe = recipe
         self.example_weight = example_weight
+        self.example_k = example_k
+        self.negative_k = negative_k
+        self.negative_margin = negative_margin
         routine_text(Routine(name="check"), recipe)  # unknown recipe -> clear error now, not at first query
         self._revision = -1
         self._ids: list[str] = []
         self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self._examples = ExampleIndex.build([], [], np.zeros((0, 0), dtype=np.float32))
+        self._negatives = np.zeros((0, 0), dtype=np.float32)
         self._names: dict[str, str] = {}
         self.with_examples = 0
-        """How many indexed Routines have example questions blended into their vector."""
+        """How many indexed Routines have example questions scored with them."""
 
     @property
     def threshold(self) -> float:
@@ -164,12 +217,17 @@ class Retriever:
     def threshold(self, value: float | None) -> None:
         self._threshold = value
 
+    @property
+    def negatives(self) -> int:
+        """How many negative questions (requests no Routine serves) the index holds."""
+        self._refresh()
+        return len(self._negatives)
+
     # ---- keeping embeddings current ---------------------------------------------------------------------
     def sync(self) -> int:
-        """Embed the Routines whose embedded text is new or changed, and example questions without a vector;
-        return how many Routines were embedded."""
-        if self.example_weight > 0:
-            self.sync_examples()
+        """Embed the Routines whose embedded text is new or changed, and example and negative questions
+        without a vector; return how many Routines were embedded."""
+        self.sync_examples()
         model = self.embedder.name
         state = self.store.embedding_state(model, self.recipe)
         stale = {rid: latest for rid, latest, stored in state if stored is None or stored.version != latest}
@@ -194,7 +252,7 @@ class Retriever:
         return len(todo)
 
     def sync_examples(self) -> int:
-        """Embed the example questions that have no vector for this model; return how many."""
+        """Embed the example and negative questions that have no vector for this model; return how many."""
         todo = self.store.examples_to_embed(self.embedder.name)
         if not todo:
             return 0
@@ -208,45 +266,78 @@ class Retriever:
             return
         self.sync()
         self._revision = self.store.revision
-        self._ids, matrix = self.store.embedding_matrix(self.embedder.name, self.recipe)
+        self._ids, self._matrix = self.store.embedding_matrix(self.embedder.name, self.recipe)
         example_ids, examples = (self.store.example_matrix(self.embedder.name) if self.example_weight > 0
                                  else ([], np.zeros((0, 0), dtype=np.float32)))
-        self._matrix, self.with_examples = blend_examples(self._ids, matrix, example_ids, examples, self.example_weight)
+        self._examples = ExampleIndex.build(self._ids, example_ids, examples)
+        self.with_examples = len(self._examples)
+        self._negatives = self.store.negative_matrix(self.embedder.name)
         self._names = {info.id: info.name for info in self.store.list()}
-        log.debug("retrieval index: %d Routines, %d with example questions", len(self._ids), self.with_examples)
+        log.debug("retrieval index: %d Routines, %d with example questions, %d negative questions",
+                  len(self._ids), self.with_examples, len(self._negatives))
 
     # ---- searching -------------------------------------------------------------------------------------
+    def scores(self, query_vector: np.ndarray) -> np.ndarray:
+        """Every indexed Routine's score for a unit query vector (in the order of the index's ids)."""
+        return self._scores(np.asarray(query_vector, dtype=np.float32))[0]
+
+    def _scores(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Routines' scores and their example scores (the text score where a Routine has no examples)."""
+        self._refresh()
+        with _one_blas_thread():
+            scores = self._matrix @ q
+            example = scores.copy()
+            if len(self._examples):
+                rows = self._examples.rows
+                example[rows] = self._examples.scores(q, self.example_k)
+                scores[rows] = (1 - self.example_weight) * scores[rows] + self.example_weight * example[rows]
+        return scores, example
+
+    def negative_score(self, query_vector: np.ndarray) -> float | None:
+        """The mean cosine of the query's ``negative_k`` nearest negative questions (``None`` without any)."""
+        self._refresh()
+        if not len(self._negatives):
+            return None
+        with _one_blas_thread():
+            sims = self._negatives @ np.asarray(query_vector, dtype=np.float32)
+        return float(top_k_mean(sims[None, :], self.negative_k)[0])
+
     def search(self, query_vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The ``k`` best (id, score) for a unit query vector, best first."""
+        return self._search(np.asarray(query_vector, dtype=np.float32), k)[0]
+
+    def _search(self, q: np.ndarray, k: int) -> tuple[list[tuple[str, float]], float]:
+        """The ``k`` best (id, score), and the best one's example score."""
         self._refresh()
         n = len(self._ids)
         if n == 0 or k <= 0:
-            return []
-        with _one_blas_thread():
-            scores = self._matrix @ np.asarray(query_vector, dtype=np.float32)
+            return [], 0.0
+        scores, example = self._scores(q)
         k = min(k, n)
         top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [(self._ids[i], float(scores[i])) for i in top]
+        return [(self._ids[i], float(scores[i])) for i in top], float(example[top[0]])
 
     def retrieve(self, query: str, k: int = 1, threshold: float | None = None) -> RetrievalResult:
         """The best Routine for ``query`` with its score, or an abstention (``routine is None``) when the best
-        score is below the threshold. ``k`` candidates are listed (at least three when abstaining)."""
+        score is below the threshold, or when the store has negative questions and the best Routine's example
+        score is below the negative score plus ``negative_margin``. ``k`` candidates are listed (at least
+        three when abstaining)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         limit = self.threshold if threshold is None else threshold
         self._refresh()
         if not self._ids:
             return RetrievalResult(query=query, threshold=limit)
-        vector = self.embedder.embed([query])[0]
-        hits = self.search(vector, max(k, ABSTAIN_CANDIDATES))
+        vector = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
+        hits, example = self._search(vector, max(k, ABSTAIN_CANDIDATES))
         candidates = [Candidate(rid, self._names.get(rid, ""), score) for rid, score in hits]
         best_id, best_score = hits[0]
-        if best_score < limit:
-            return RetrievalResult(query=query, threshold=limit, candidates=candidates)
-        return RetrievalResult(
-            query=query, threshold=limit, candidates=candidates[:k], routine=self.store.get(best_id)
-        )
+        negative = self.negative_score(vector)
+        if best_score < limit or (negative is not None and example < negative + self.negative_margin):
+            return RetrievalResult(query=query, threshold=limit, candidates=candidates, negative_score=negative)
+        return RetrievalResult(query=query, threshold=limit, candidates=candidates[:k],
+                               routine=self.store.get(best_id), negative_score=negative)
 
 
 def retrieve(

@@ -9,6 +9,10 @@ Tables (created by the migrations below, each recorded in ``_migrations`` by nam
 - ``meta``: a ``revision`` counter bumped by every write, so readers can cache cheaply;
 - ``examples``: example questions per Routine (say, the questions of a distillation data set), with their
   own vectors in ``example_vectors`` (one per text and model); retrieval blends them into the Routine's score.
+- ``negatives``: questions no Routine of this store serves (in-domain requests and off-topic ones), vectors
+  in ``example_vectors`` too; retrieval abstains when a question is closer to them than to any Routine.
+- ``tuned_models``: embedding-model adapters fine-tuned on this store's Routines, examples and negatives
+  (``memory.tuning``); the newest one for a base model is what retrieval embeds with.
 
 Every write runs in one transaction: after a crash a Routine is either fully saved or not at all.
 """
@@ -91,6 +95,20 @@ def m004_examples(db: Database) -> None:
     db["example_vectors"].create(
         {"text_hash": str, "model": str, "dim": int, "vector": bytes, "updated_at": str}, pk=("text_hash", "model")
     )
+
+
+@migration
+def m005_negatives(db: Database) -> None:
+    db["negatives"].create({"text_hash": str, "text": str, "source": str, "created_at": str}, pk="text_hash")
+    db["negatives"].create_index(["source"])
+
+
+@migration
+def m006_tuned_models(db: Database) -> None:
+    db["tuned_models"].create(
+        {"name": str, "base_model": str, "adapter": bytes, "info": str, "created_at": str}, pk="name"
+    )
+    db["tuned_models"].create_index(["base_model"])
 
 
 def migrate(db: Database) -> list[str]:
@@ -558,12 +576,14 @@ class ProcedureStore:
         return int(self.db.execute("select count(*) from examples").fetchone()[0])
 
     def _prune_example_vectors(self) -> None:
-        self.db.execute("delete from example_vectors where text_hash not in (select text_hash from examples)")
+        self.db.execute("delete from example_vectors where text_hash not in "
+                        "(select text_hash from examples union select text_hash from negatives)")
 
     def examples_to_embed(self, model: str) -> list[tuple[str, str]]:
         """(text hash, text) of the example questions that have no vector for ``model`` yet."""
         rows = self.db.execute(
-            "select x.text_hash, min(x.text) from examples x left join example_vectors v "
+            "select x.text_hash, min(x.text) from (select text_hash, text from examples union all "
+            "select text_hash, text from negatives) x left join example_vectors v "
             "on v.text_hash = x.text_hash and v.model = ? where v.text_hash is null group by x.text_hash "
             "order by x.text_hash",
             [model],
@@ -591,3 +611,104 @@ class ProcedureStore:
             "order by x.routine_id, x.rowid",
             [model],
         )
+
+    # ---- negative questions: what no Routine of this store serves ---------------------------------------
+    def add_negatives(self, texts: Iterable[str], *, source: str = "") -> ExampleImport:
+        """Store questions that no Routine serves (retrieval abstains on questions closer to them than to any
+        Routine), all-or-nothing; a question already stored is kept as it is."""
+        rows: dict[str, dict[str, Any]] = {}
+        now = _now()
+        for raw in texts:
+            text = " ".join(str(raw or "").split())
+            if not text:
+                raise InvalidExampleError("a negative question cannot be empty")
+            digest = example_hash(text)
+            rows[digest] = {"text_hash": digest, "text": text, "source": source, "created_at": now}
+        with self.db.atomic():
+            before = self._count("negatives")
+            self.db["negatives"].insert_all(rows.values(), ignore=True, batch_size=500)
+            added = self._count("negatives") - before
+            self._bump()
+        log.info("stored %d negative question(s), %d already stored", added, len(rows) - added)
+        return ExampleImport(added=added, existing=len(rows) - added, skipped={})
+
+    def import_negatives(self, path: str | Path, *, source: str | None = None) -> ExampleImport:
+        """Store the questions of a JSONL file (``.jsonl`` or ``.jsonl.gz``; the question in ``query``,
+        ``question`` or ``text``) as negatives. A line with a ``routine_id`` is refused: it is an example."""
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        texts = []
+        try:
+            with opener(path, "rt", encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise InvalidExampleError(f"{path.name} line {n}: not JSON ({exc.msg})") from None
+                    text = next((row[k] for k in EXAMPLE_TEXT_FIELDS if isinstance(row, dict) and row.get(k)), None)
+                    if not isinstance(text, str) or row.get("routine_id"):
+                        raise InvalidExampleError(
+                            f"{path.name} line {n}: a negative question needs the question in "
+                            f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)} and no 'routine_id'"
+                        )
+                    texts.append(text)
+        except (OSError, UnicodeDecodeError, EOFError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise InvalidExampleError(f"{path}: cannot read negative questions ({exc})") from None
+        return self.add_negatives(texts, source=source if source is not None else path.name)
+
+    def negatives(self) -> list[Example]:
+        """Stored negative questions (``routine_id`` is empty), in insertion order."""
+        rows = self.db.execute("select text, source from negatives order by rowid")
+        return [Example("", text, source) for text, source in rows]
+
+    def delete_negatives(self, *, source: str | None = None) -> int:
+        """Remove the negative questions (of one source); return how many were removed."""
+        clause, args = (" where source = ?", [source]) if source is not None else ("", [])
+        with self.db.atomic():
+            n = int(self.db.execute(f"select count(*) from negatives{clause}", args).fetchone()[0])
+            self.db.execute(f"delete from negatives{clause}", args)
+            self._prune_example_vectors()
+            self._bump()
+        return n
+
+    def negative_matrix(self, model: str) -> np.ndarray:
+        """The (n, dim) float32 matrix of the embedded negative questions for ``model``."""
+        return self._id_matrix(
+            "select x.text_hash, v.dim, v.vector from negatives x join example_vectors v "
+            "on v.text_hash = x.text_hash and v.model = ? order by x.rowid",
+            [model],
+        )[1]
+
+    def _count(self, table: str) -> int:
+        return int(self.db.execute(f"select count(*) from {table}").fetchone()[0])
+
+    # ---- tuned embedding adapters ---------------------------------------------------------------------
+    def put_tuned_model(self, name: str, base_model: str, adapter: bytes, info: dict[str, Any]) -> None:
+        """Store an embedding adapter (``memory.tuning``) under ``name``, replacing one of the same name."""
+        with self.db.atomic():
+            self.db["tuned_models"].upsert(
+                {"name": name, "base_model": base_model, "adapter": adapter, "info": json.dumps(info),
+                 "created_at": _now()}, pk="name")
+            self._bump()
+
+    def tuned_model(self, base_model: str, name: str | None = None) -> tuple[str, bytes, dict[str, Any]] | None:
+        """(name, adapter bytes, info) of the newest adapter tuned for ``base_model`` (or the named one)."""
+        sql = "select name, adapter, info from tuned_models where base_model = ?"
+        args: list[Any] = [base_model]
+        if name is not None:
+            sql += " and name = ?"
+            args.append(name)
+        row = self.db.execute(sql + " order by created_at desc, rowid desc limit 1", args).fetchone()
+        return (row[0], row[1], json.loads(row[2])) if row else None
+
+    def delete_tuned_models(self) -> int:
+        """Remove every tuned adapter (retrieval goes back to the base model); return how many."""
+        with self.db.atomic():
+            n = self._count("tuned_models")
+            self.db.execute("delete from tuned_models")
+            self._bump()
+        return n

@@ -13,7 +13,7 @@ import pytest
 
 from memory.embeddings import HashEmbedder
 from memory.errors import InvalidExampleError
-from memory.retrieval import DEFAULT_THRESHOLD, EXAMPLES_THRESHOLD, Retriever, blend_examples
+from memory.retrieval import DEFAULT_THRESHOLD, EXAMPLES_THRESHOLD, ExampleIndex, Retriever, top_k_mean
 from memory.store import MIGRATIONS, Example, ProcedureStore
 
 
@@ -102,7 +102,7 @@ def test_examples_survive_a_restart_and_the_migration_is_recorded(tmp_path: Path
     with ProcedureStore.open(tmp_path) as reopened:
         assert reopened.examples() == [Example("hr.salary", "What does Ana earn?")]
         assert "m004_examples" in [r["name"] for r in reopened.db["_migrations"].rows]
-        assert [m.__name__ for m in MIGRATIONS][-1] == "m004_examples"
+        assert "m004_examples" in [m.__name__ for m in MIGRATIONS]
 
 
 def test_an_example_question_steers_retrieval(store: ProcedureStore) -> None:
@@ -140,11 +140,12 @@ def test_default_threshold_depends_on_examples(store: ProcedureStore) -> None:
         Retriever(store, HashEmbedder(), example_weight=1.0)
 
 
-def test_blend_examples_is_the_weighted_centroid() -> None:
-    matrix = np.eye(3, dtype=np.float32)
-    examples = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 1]], dtype=np.float32)
-    blended, n = blend_examples(["a", "b", "c"], matrix, ["a", "a", "gone"], examples, 0.2)
-    assert n == 1
-    np.testing.assert_allclose(blended[0], [0.8, 0.2 / np.sqrt(2), 0.2 / np.sqrt(2)], rtol=1e-6)
-    np.testing.assert_array_equal(blended[1:], matrix[1:])
-    assert blend_examples(["a"], matrix[:1], [], np.zeros((0, 3), np.float32), 0.2)[1] == 0
+def test_example_score_is_the_mean_of_the_nearest_examples() -> None:
+    examples = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32)
+    index = ExampleIndex.build(["a", "b", "c"], ["a", "a", "b", "gone"], examples)
+    assert index.rows.tolist() == [0, 1] and len(index) == 2  # "c" has none, "gone" is not stored
+    q = np.array([1, 0, 0], dtype=np.float32)
+    np.testing.assert_allclose(index.scores(q, k=1), [1.0, 0.0])
+    np.testing.assert_allclose(index.scores(q, k=2), [0.8, 0.0])  # "b" has one example: its mean is that one
+    np.testing.assert_allclose(top_k_mean(np.array([[3, 1, 2, -np.inf]]), 3), [2.0])
+    assert ExampleIndex.build(["a"], [], np.zeros((0, 3), np.float32)).scores(q, 5).shape == (0,)

@@ -1,0 +1,82 @@
+"""Negative questions (requests no Routine of the store serves): stored, imported, embedded once, and making
+retrieval abstain on questions like them (real SQLite, the model-free HashEmbedder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory.embeddings import HashEmbedder
+from memory.errors import InvalidExampleError
+from memory.retrieval import Retriever
+from memory.store import ProcedureStore
+
+
+def routine(key: str, description: str) -> dict[str, Any]:
+    return {"id": f"hr.{key}", "name": f"{key.title()} enquiry", "description": description,
+            "steps": [{"step": "1", "name": "Find employee", "tool": "search_employee"},
+                      {"step": "2", "name": "Answer", "tool": "summarize", "type": "finish"}]}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ProcedureStore:
+    with ProcedureStore.open(tmp_path) as s:
+        s.save_many([routine("salary", "Salary of an employee"), routine("leave", "Annual leave days left")])
+        s.add_examples([("hr.salary", "How much does Ana earn per year"), ("hr.leave", "How many leave days has Bo left")])
+        yield s
+
+
+def test_add_import_list_and_delete(store: ProcedureStore, tmp_path: Path) -> None:
+    assert store.add_negatives(["Change my  bank account", "Change my bank account"], source="seed").added == 1
+    path = tmp_path / "neg.jsonl"
+    path.write_text(json.dumps({"question": "Enrol me in the pension plan", "kind": "uncovered"}) + "\n\n"
+                    + json.dumps({"text": "Tell me a joke"}) + "\n", encoding="utf-8")
+    result = store.import_negatives(path)
+    assert (result.added, result.existing) == (2, 0)
+    assert [(n.text, n.source) for n in store.negatives()] == [
+        ("Change my bank account", "seed"), ("Enrol me in the pension plan", "neg.jsonl"), ("Tell me a joke", "neg.jsonl")]
+    assert store.delete_negatives(source="seed") == 1
+    assert store.delete_negatives() == 2 and store.negatives() == []
+
+
+def test_an_example_file_is_not_taken_for_negatives(store: ProcedureStore, tmp_path: Path) -> None:
+    path = tmp_path / "examples.jsonl"
+    path.write_text(json.dumps({"routine_id": "hr.salary", "query": "What does Ana earn?"}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidExampleError, match="line 1: .*no 'routine_id'"):
+        store.import_negatives(path)
+    with pytest.raises(InvalidExampleError, match="cannot be empty"):
+        store.add_negatives(["  "])
+    assert store.negatives() == []
+
+
+def test_a_question_like_a_negative_is_refused_with_a_reason(store: ProcedureStore) -> None:
+    retriever = Retriever(store, HashEmbedder(), threshold=0.0)
+    question = "Please change the bank account my salary is paid into"
+    assert not retriever.retrieve(question).abstained  # shares "salary" with the salary Routine
+    store.add_negatives(["Change the bank account my salary is paid into", "Update my bank account details"])
+    result = retriever.retrieve(question)  # the new revision rebuilds the index
+    assert result.abstained and retriever.negatives == 2
+    assert result.negative_score is not None and "no Routine serves this" in result.explain()
+    assert len(result.candidates) == 2 and result.candidates[0].routine_id == "hr.salary"
+    answered = retriever.retrieve("How much does Ana earn per year")  # its own example: far from the negatives
+    assert answered.routine is not None and answered.routine.id == "hr.salary"
+
+
+def test_negative_vectors_are_embedded_once_and_pruned(store: ProcedureStore) -> None:
+    embedder = HashEmbedder()
+    store.add_negatives(["Tell me a joke"])
+    Retriever(store, embedder).retrieve("salary")
+    assert embedder.texts_embedded == 2 + 2 + 1 + 1  # Routines, examples, the negative, the query
+    Retriever(store, embedder).retrieve("salary")
+    assert embedder.texts_embedded == 6 + 1  # only the query
+    store.delete_negatives()
+    assert store.db.execute("select count(*) from example_vectors").fetchone()[0] == 2
+
+
+def test_the_migrations_are_recorded(tmp_path: Path) -> None:
+    with ProcedureStore.open(tmp_path) as store:
+        names = [r["name"] for r in store.db["_migrations"].rows]
+    assert names[-2:] == ["m005_negatives", "m006_tuned_models"]

@@ -1,0 +1,77 @@
+"""Tuning the embedding model on a store: a LoRA adapter kept in the store, reproducible from its data, merged
+into the model retrieval uses, leaving the shared base model untouched (the real all-MiniLM-L6-v2, one or two
+optimizer steps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from memory.embeddings import DEFAULT_MODEL, Embedder
+from memory.errors import EmbeddingModelError
+from memory.retrieval import Retriever
+from memory.store import ProcedureStore
+from memory.tuning import TuneConfig, adapter_name, embedder_for, training_data, tune
+
+pytest.importorskip("peft")
+
+
+def routine(key: str, description: str) -> dict[str, Any]:
+    return {"id": f"hr.{key}", "name": f"{key.title()} enquiry", "description": description,
+            "steps": [{"step": "1", "name": "Find employee", "tool": "search_employee"},
+                      {"step": "2", "name": "Answer", "tool": "summarize", "type": "finish"}]}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ProcedureStore:
+    with ProcedureStore.open(tmp_path) as s:
+        s.save_many([routine("salary", "Salary of an employee"), routine("leave", "Annual leave days left")])
+        yield s
+
+
+def test_tuning_needs_examples_of_two_routines(store: ProcedureStore) -> None:
+    with pytest.raises(EmbeddingModelError, match="import some first"):
+        tune(store)
+    store.add_examples([("hr.salary", "What does Ana earn?")])
+    with pytest.raises(EmbeddingModelError, match="at least two Routines"):
+        tune(store)
+
+
+def test_the_adapter_name_is_a_hash_of_data_and_config(store: ProcedureStore) -> None:
+    store.add_examples([("hr.salary", "What does Ana earn?"), ("hr.leave", "Can Bo take Friday off?")])
+    data = training_data(store)
+    assert data.ids == ["hr.leave", "hr.salary"] and data.examples[0] == ("Can Bo take Friday off?", 0)
+    name = adapter_name(DEFAULT_MODEL, data, TuneConfig())
+    assert name == adapter_name(DEFAULT_MODEL, training_data(store), TuneConfig()) and name.startswith("tuned-")
+    assert name != adapter_name(DEFAULT_MODEL, data, TuneConfig(seed=1))
+    store.add_negatives(["Tell me a joke"])
+    assert name != adapter_name(DEFAULT_MODEL, training_data(store), TuneConfig())
+
+
+@pytest.mark.model
+def test_tune_stores_an_adapter_that_retrieval_uses(store: ProcedureStore) -> None:
+    questions = ["What does Ana earn?", "Salary of Bo Li", "How much is Kim paid?",
+                 "Can Bo take Friday off?", "Leave days left for Ana", "Is Kim allowed a week of holiday?"]
+    store.add_examples([("hr.salary", q) for q in questions[:3]] + [("hr.leave", q) for q in questions[3:]])
+    store.add_negatives(["Tell me a joke", "Enrol me in the pension plan"])
+    base = Embedder()
+    before = base.embed(["How much does Ana earn?"])
+    assert embedder_for(store).name == DEFAULT_MODEL  # nothing tuned yet: the plain model
+
+    result = tune(store, config=TuneConfig(batch_size=4))
+    assert result.trained and result.steps == 2 and (result.examples, result.negatives, result.routines) == (6, 2, 2)
+    assert tune(store, config=TuneConfig(batch_size=4)).trained is False  # same data and config: nothing to do
+
+    tuned = embedder_for(store)
+    assert tuned.name == f"{DEFAULT_MODEL}+{result.name}" and tuned.base_name == DEFAULT_MODEL
+    after = tuned.embed(["How much does Ana earn?"])
+    assert not np.allclose(before, after, atol=1e-4)  # the adapter changed the vectors...
+    np.testing.assert_allclose(base.embed(["How much does Ana earn?"]), before, atol=1e-6)  # ...not the shared model's
+    np.testing.assert_allclose(np.linalg.norm(after, axis=1), 1.0, rtol=1e-5)
+
+    found = Retriever(store, tuned, threshold=0.0).retrieve("How much does Ana earn?")
+    assert found.routine is not None and found.routine.id == "hr.salary"
+    assert store.delete_tuned_models() == 1 and embedder_for(store).name == DEFAULT_MODEL
