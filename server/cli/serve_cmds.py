@@ -124,6 +124,10 @@ async def _demo(home: Path, question: str | None, user_id: str | None, mode: str
             await client.call_tool("save_routine", {"routine": routine.model_dump(exclude_none=True, exclude={"version"})})
             imported += 1
         _echo(f"3. Imported {imported} HR Routines ({len(scenario.routines())} in the store)")
+        from memory.store import STORE_FILE
+        from server.cli.memory_cmds import sharpen_scenario_store
+
+        await anyio.to_thread.run_sync(sharpen_scenario_store, home / STORE_FILE, scenario, _echo)
         _echo(f"\n4. Question (user {user_id}): {question}")
         found = (await client.call_tool("retrieve_routine", {"query": question})).structured_content or {}
         if found.get("abstained"):

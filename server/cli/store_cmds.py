@@ -192,6 +192,10 @@ def register(app: typer.Typer) -> None:
             n = store.delete_examples(routine_id, source=source)
         typer.echo(f"deleted {n} example question(s)")
 
+    from server.cli import memory_cmds
+
+    memory_cmds.register(routines)  # routines negatives ..., routines tune
+
     @app.command("retrieve")
     def retrieve_cmd(
         question: Annotated[str, typer.Argument(help="The user's question.")],
@@ -202,13 +206,13 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Find the stored Routine for a question; exit 1 when no Routine matches well enough."""
-        from memory.embeddings import Embedder
         from memory.retrieval import Retriever
+        from memory.tuning import embedder_for
 
         env = os.environ.get("ROUTINE_RETRIEVAL_THRESHOLD")
         limit = threshold if threshold is not None else (float(env) if env else None)
         with open_store() as store:
-            embedder = Embedder(os.environ.get("ROUTINE_EMBEDDING_MODEL") or None)
+            embedder = embedder_for(store, os.environ.get("ROUTINE_EMBEDDING_MODEL") or None)
             result = Retriever(store, embedder, threshold=limit).retrieve(question, k=k)
         if as_json:
             typer.echo(json.dumps({

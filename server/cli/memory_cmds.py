@@ -1,0 +1,108 @@
+"""``routine routines negatives import|list|rm`` and ``routine routines tune``: what makes retrieval of one
+store sharper (docs/procedure-memory.md). Registered on the ``routines`` group by ``store_cmds``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(routines: typer.Typer) -> None:
+    from server.cli.store_cmds import JsonOpt, open_store
+
+    negatives = typer.Typer(help="Questions no stored Routine serves: retrieval abstains on questions like them.",
+                            no_args_is_help=True)
+    routines.add_typer(negatives, name="negatives")
+
+    @negatives.command("import")
+    def negatives_import(
+        file: Annotated[Path, typer.Argument(help="JSONL: one object per line with the question in question (or query, text).")],
+        source: Annotated[str | None, typer.Option("--source", help="Label for them (default: the file name).")] = None,
+    ) -> None:
+        """Store negative questions (all or none); they are embedded at the next retrieval."""
+        with open_store() as store:
+            result = store.import_negatives(file, source=source)
+        typer.echo(f"imported {result.added} negative question(s) from {file.name}"
+                   + (f", {result.existing} already stored" if result.existing else ""))
+
+    @negatives.command("list")
+    def negatives_list(as_json: JsonOpt = False) -> None:
+        """Print the stored negative questions."""
+        with open_store() as store:
+            rows = [{"text": e.text, "source": e.source} for e in store.negatives()]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        for row in [] if as_json else rows:
+            typer.echo(f"{row['text']}\t{row['source']}")
+        if not rows:
+            typer.echo("no negative questions stored", err=True)
+
+    @negatives.command("rm")
+    def negatives_rm(
+        source: Annotated[str | None, typer.Option("--source", help="Remove the ones with this label.")] = None,
+        all_: Annotated[bool, typer.Option("--all", help="Remove every negative question.")] = False,
+    ) -> None:
+        """Remove negative questions: from a source, or all of them (--all)."""
+        if source is None and not all_:
+            raise typer.BadParameter("give --source SOURCE or --all")
+        with open_store() as store:
+            n = store.delete_negatives(source=source)
+        typer.echo(f"deleted {n} negative question(s)")
+
+    @routines.command("tune")
+    def tune_cmd(
+        epochs: Annotated[int, typer.Option("--epochs", help="Passes over the example questions.")] = 1,
+        seed: Annotated[int, typer.Option("--seed", help="Seed: same data and seed, same adapter.")] = 0,
+        force: Annotated[bool, typer.Option("--force", help="Train even if this exact adapter is stored.")] = False,
+        threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's).")] = None,
+        reset: Annotated[bool, typer.Option("--reset", help="Remove the tuned adapters instead (back to the base model).")] = False,
+    ) -> None:
+        """Fine-tune the embedding model on the stored Routines, example questions and negatives (a LoRA adapter
+        kept in the store, a minute or two on a CPU); retrieval then uses it."""
+        from memory.tuning import TuneConfig, tune
+
+        with open_store() as store:
+            if reset:
+                typer.echo(f"removed {store.delete_tuned_models()} tuned adapter(s)")
+                return
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            result = tune(store, model=os.environ.get("ROUTINE_EMBEDDING_MODEL") or None,
+                          config=TuneConfig(epochs=epochs, seed=seed), force=force, progress=typer.echo)
+        counts = f"{result.examples} example and {result.negatives} negative question(s), {result.routines} Routine(s)"
+        if result.trained:
+            typer.echo(f"tuned {result.name} on {counts} in {result.seconds:.0f} s ({result.steps} steps)")
+        else:
+            typer.echo(f"{result.name} is already tuned on {counts}; nothing to do (--force trains again)")
+
+
+def sharpen_scenario_store(store_path: Path, scenario: Any, echo: Callable[[str], None]) -> None:
+    """What a careful user does to a store of a scenario's Routines (docs/procedure-memory.md): import the
+    scenario's train questions as example questions and its negative questions, then tune the embedding model
+    on them (once: an unchanged store keeps its adapter, so a second run costs nothing)."""
+    from memory.errors import EmbeddingModelError
+    from memory.store import ProcedureStore
+    from memory.tuning import tune
+
+    queries = scenario.root / scenario.manifest.get("queries", "data/queries_{split}.jsonl").format(split="train")
+    negatives = scenario.root / scenario.manifest.get("negatives", "data/negatives_train.jsonl")
+    with ProcedureStore(store_path) as store:
+        added = store.import_examples(queries, skip_unknown=True).added if queries.exists() else 0
+        refused = store.import_negatives(negatives).added if negatives.exists() else 0
+        counts = store.example_counts()
+        echo(f"   example questions: {sum(counts.values())} for {len(counts)} Routines ({added} new); negative "
+             f"questions: {len(store.negatives())} ({refused} new)")
+        try:
+            result = tune(store, progress=lambda line: echo(f"     {line}"))
+        except EmbeddingModelError as exc:
+            echo(f"   retrieval uses the plain embedding model: {exc}")
+            return
+    echo(f"   embedding model tuned on them: {result.name}"
+         + (f" ({result.seconds:.0f} s)" if result.trained else " (already tuned)"))
