@@ -11,10 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
+from server.cli.store_cmds import JsonOpt, open_store
+
 
 def register(routines: typer.Typer) -> None:
-    from server.cli.store_cmds import JsonOpt, open_store
-
     negatives = typer.Typer(help="Questions no stored Routine serves: retrieval abstains on questions like them.",
                             no_args_is_help=True)
     routines.add_typer(negatives, name="negatives")
