@@ -11,13 +11,14 @@ model or the recipe changes. ``HashEmbedder`` is a dependency-free test double w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Protocol
@@ -106,6 +107,29 @@ def default_model_path() -> Path:
     return path
 
 
+SMALL_BATCH = 8
+"""Up to this many texts (a query) are embedded on one torch thread: on this busy 2-core CPU one thread took
+24 ms per query and torch's default two took 160 ms (docs/procedure-memory.md, Speed)."""
+
+
+@contextlib.contextmanager
+def _few_threads(active: bool) -> Iterator[None]:
+    """torch on one thread inside the block (torch's thread count is per process: restored after)."""
+    if not active:
+        yield
+        return
+    import torch
+
+    with _THREADS_LOCK:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+_THREADS_LOCK = threading.Lock()
 _MODELS: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
 
@@ -185,10 +209,12 @@ class Embedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        model = self.model
+        with _few_threads(len(texts) <= SMALL_BATCH):
+            vectors = model.encode(
+                list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         self.texts_embedded += len(texts)
         return np.asarray(vectors, dtype=np.float32)
 

@@ -164,7 +164,7 @@ def train_adapter(
             optimizer.step()
             steps += 1
         if progress is not None:
-            progress(f"epoch {epoch + 1}/{config.epochs}: {steps} steps, loss {float(loss):.3f}")
+            progress(f"epoch {epoch + 1}/{config.epochs}: {steps} steps, loss {loss.item():.3f}")
     arrays: dict[str, np.ndarray] = {}
     for module_name, module in peft_model.named_modules():
         if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
