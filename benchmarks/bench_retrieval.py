@@ -136,8 +136,37 @@ def bench_size(n: int, embedder: Embedder, workdir: Path, *, real_vectors: bool,
                "embedded": embedded, "first_query_s": round(first_s, 3),
                "retrieve": ms(full), "search_only": ms(search),
                "sqlite_vec": sqlite_vec_search(store, embedder.name, qvecs, queries)}
+        if not real_vectors:
+            out["with_examples_and_negatives"] = with_examples(store, retriever, embedder, qvecs, queries)
         print(json.dumps(out), flush=True)
         return out
+
+
+def with_examples(store: ProcedureStore, retriever: Retriever, embedder: Embedder, qvecs: np.ndarray,
+                  queries: int, per_routine: int = 5, negatives: int = 130) -> dict[str, Any]:
+    """The same store with ``per_routine`` example questions per Routine and ``negatives`` negative questions
+    (random unit vectors, as for the Routines): what example and negative scoring add to a query."""
+    ids = store.ids()
+    store.add_examples([(rid, f"example question {j} of {rid}") for rid in ids for j in range(per_routine)])
+    store.add_negatives([f"negative question {j}" for j in range(negatives)])
+    todo = store.examples_to_embed(embedder.name)
+    vectors = np.random.default_rng(len(ids)).standard_normal((len(todo), 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.put_example_vectors(embedder.name, [(digest, vectors[i]) for i, (digest, _) in enumerate(todo)])
+    t = time.perf_counter()
+    retriever.retrieve(QUERIES[0])  # rebuilds the index
+    first_s = time.perf_counter() - t
+    full, search = [], []
+    for i in range(queries):
+        t = time.perf_counter()
+        retriever.retrieve(QUERIES[i % len(QUERIES)], k=3)
+        full.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        retriever.search(qvecs[i % len(QUERIES)], 3)
+        retriever.negative_score(qvecs[i % len(QUERIES)])
+        search.append(time.perf_counter() - t)
+    return {"examples": len(ids) * per_routine, "negatives": negatives, "first_query_s": round(first_s, 3),
+            "retrieve": ms(full), "search_only": ms(search)}
 
 
 def sqlite_vec_search(store: ProcedureStore, model: str, qvecs: np.ndarray, queries: int) -> dict[str, Any]:
@@ -282,24 +311,27 @@ def example_rows(store: ProcedureStore, embedder: Embedder) -> tuple[list[str], 
 
 def held_out_scores(retriever: Retriever, store: ProcedureStore, queries: dict[str, list[dict[str, Any]]],
                     vectors: dict[str, np.ndarray], key: str) -> dict[str, np.ndarray]:
-    """Scores (queries x Routines) where each query's Routines are blended only with the examples whose
-    ``key`` (phrasing or template) differs from the query's: no example shares its wording."""
-    from memory.retrieval import blend_examples
+    """Scores (queries x Routines) where each query's Routines are scored only with the examples whose ``key``
+    (phrasing or template) differs from the query's: no example shares its wording. Same formula as
+    ``Retriever.scores``: ``(1 - w) * text + w * mean of the k nearest examples``."""
+    from memory.retrieval import ExampleIndex
 
     retriever.search(vectors["test"][0], 1)  # embeds and indexes
     ids, matrix = store.embedding_matrix(retriever.embedder.name, retriever.recipe)
     ex_ids, ex_matrix, ex_texts = example_rows(store, retriever.embedder)
     label = {(q["routine_id"], " ".join(q["query"].split())): q[key] for q in queries["train"]}
     ex_key = np.array([label[(rid, text)] for rid, text in zip(ex_ids, ex_texts)])
+    w, k = retriever.example_weight, retriever.example_k
     out = {}
     for split, qs in queries.items():
         scores = np.zeros((len(qs), len(ids)), dtype=np.float32)
         for group in sorted({q[key] for q in qs}):
             keep = ex_key != group
-            blended, _ = blend_examples(ids, matrix, [r for r, k in zip(ex_ids, keep) if k], ex_matrix[keep],
-                                        retriever.example_weight)
-            rows = [i for i, q in enumerate(qs) if q[key] == group]
-            scores[rows] = vectors[split][rows] @ blended.T
+            index = ExampleIndex.build(ids, [r for r, kept in zip(ex_ids, keep) if kept], ex_matrix[keep])
+            for i in (i for i, q in enumerate(qs) if q[key] == group):
+                row = matrix @ vectors[split][i]
+                row[index.rows] = (1 - w) * row[index.rows] + w * index.scores(vectors[split][i], k)
+                scores[i] = row
         out[split] = scores
     out["ids"] = ids  # type: ignore[assignment]
     return out
@@ -311,7 +343,7 @@ def examples_accuracy(retriever: Retriever, store: ProcedureStore, queries: dict
         right = sum(p == q["routine_id"] for p, q in zip(pred, qs))
         return {"top1": round(right / len(qs), 4), "right": right, "n": len(qs)}
 
-    row: dict[str, Any] = {"examples": added, "weight": retriever.example_weight,
+    row: dict[str, Any] = {"examples": added, "weight": retriever.example_weight, "k": retriever.example_k,
                            "all_examples": {split: top1([retriever.search(v, 1)[0][0] for v in vectors[split]], qs)
                                             for split, qs in queries.items()}}
     row["all_examples"]["train"]["note"] = "train queries are their own examples"

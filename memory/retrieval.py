@@ -6,8 +6,11 @@ candidates so the caller (a person, or the client model) can choose.
 
 A Routine's score is the cosine similarity between the question and the Routine's embedded text. When the
 Routine has example questions in the store (``ProcedureStore.add_examples``/``import_examples``), the score
-is ``(1 - w) * cos(question, Routine text) + w * cos(question, centroid of its example questions)`` with
-``w = example_weight`` (0.2): one blended vector per Routine, so examples cost nothing at query time.
+is ``(1 - w) * cos(question, Routine text) + w * cos(question, its nearest example question)`` with
+``w = example_weight`` (0.5; ``example_k`` > 1 averages the k nearest). When the store has negative questions
+(requests no Routine serves, ``add_negatives``/``import_negatives``), retrieval also abstains when the best
+Routine's example score is not ``negative_margin`` above the mean cosine of the ``negative_k`` nearest
+negatives. A store's tuned embedding adapter (``memory.tuning``) sharpens both.
 
 Search is exact cosine similarity over a float32 matrix held in memory (one matrix-vector product; at 10k
 Routines and 384 dimensions that is 15 MB and well under a millisecond, see docs/procedure-memory.md). The
