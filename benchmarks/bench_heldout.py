@@ -127,7 +127,7 @@ def main() -> None:
 
     heldout = read_jsonl(Path(args.heldout))
     test = load_queries("test")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
     results: dict[str, Any] = {
         "command": "python benchmarks/bench_heldout.py " + " ".join(sys.argv[1:]),
         "code": args.label or commit,

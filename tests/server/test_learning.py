@@ -20,7 +20,7 @@ async def test_a_named_routine_run_teaches_retrieval(make_service, hr_routines, 
     await service.save(as_data(hr_routines["hr.leave"]))
     inputs = {"employee_name": people.employee_name, "department": people.department}
     question = f"What is {people.employee_name} paid?"
-    result, routine, found = await service.run(question, routine_id="hr.salary", mode="bound",
+    result, _, found = await service.run(question, routine_id="hr.salary", mode="bound",
                                                user_id=people.hr_user, inputs=inputs)
     assert result.ok and found is None
     assert [(e.routine_id, e.text, e.source) for e in service.store.examples()] == [("hr.salary", question, "runs")]
