@@ -13,7 +13,9 @@ that fails:
 Values are compared after normalisation: strings by NFKC, casefold and collapsed whitespace; numbers by
 value (``5 == 5.0``; a numeric string counts where the schema says number or integer); booleans only
 equal booleans; lists item by item in order; dicts key by key. A value equal to the expected one passes
-whatever the schema says (variable-memory keys stand in for long values). A parameter the expected call
+whatever the schema says (variable-memory keys stand in for long values and earlier results). An expected
+variable-memory key (``memory_get_employee``) is a reference: only that key passes, spelt exactly (spaces
+around it aside), as the executor resolves it. A parameter the expected call
 lacks is hallucinated unless it is documented and given at its schema default; a required one (from the
 schema, or present in the expected call) is missing unless the schema default is the expected value.
 
@@ -270,6 +272,8 @@ def _show(value: Any) -> str:
 # --- normalisation -----------------------------------------------------------------------------------
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_MEMORY_KEY = re.compile(r"memory_[A-Za-z0-9_]+")
+"""A variable-memory key (``memory.variables``): compared exactly, since the executor resolves it as written."""
 _SPACE = re.compile(r"\s+")
 
 
@@ -340,6 +344,8 @@ def _equal(value: Any, expected: Any, schema: Mapping[str, Any]) -> bool:
     if _is_number(expected) or _is_number(value):
         left, right = _as_number(value, numeric), _as_number(expected, numeric)
         return left is not None and right is not None and left == right
+    if isinstance(expected, str) and _MEMORY_KEY.fullmatch(expected):
+        return isinstance(value, str) and value.strip() == expected
     if isinstance(expected, str):
         return isinstance(value, str) and normalize_text(value) == normalize_text(expected)
     if isinstance(expected, list | tuple):

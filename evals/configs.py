@@ -14,6 +14,10 @@ expected calls are the same for all of them:
 
 ``e2e`` is not a prompt configuration: it runs whole queries against the live servers (``evals.runner``)
 with the branching Routine.
+
+Two protocols, always labelled: ``tools_in_prompt="all"`` is the paper's (every downstream tool listed, as in
+its table 2), ``"routine"`` the product's (the tools of the Routines shown: the union for several candidates,
+the query's Routine for a user draft, every tool without a Routine).
 """
 
 from __future__ import annotations
@@ -171,11 +175,22 @@ def build_samples(
     *,
     seed: int = 0,
     shuffle: Shuffle = DEFAULT_SHUFFLE,
+    tools_in_prompt: str = "routine",
 ) -> list[Sample]:
-    """The per-step samples of ``trajectories`` under ``config``."""
+    """The per-step samples of ``trajectories`` under ``config`` and a protocol (``tools_in_prompt``)."""
     if config.end_to_end:
         raise CallerError("e2e runs whole queries, not per-step samples; use evals.runner.run_end_to_end")
+    if tools_in_prompt not in ("all", "routine"):
+        raise CallerError(f"unknown tools_in_prompt {tools_in_prompt!r}; use routine or all")
+
+    def listed(traj: Trajectory) -> list[str] | None:
+        if tools_in_prompt == "all" or config.source == "none":
+            return None
+        shown = catalog.shown(config, traj, seed)
+        routines = [r for r in shown if isinstance(r, Routine)] or [catalog.routine(traj.routine_id)]
+        return [t for r in routines for t in r.tools()]
+
     return decompose(
         trajectories, tools, routines=lambda t: catalog.shown(config, t, seed), options=config.options, seed=seed,
-        shuffle=shuffle, config=config.name,
+        shuffle=shuffle, config=config.name, listed=listed,
     )

@@ -5,10 +5,12 @@ own servers, so every observation and every variable-memory preview is exactly w
 seen at run time. Trajectories are checked against the scenario's gold calls and cached as JSONL under the
 data directory (keyed by a fingerprint of the gold data, the Routines and the memory threshold).
 
-A **sample** is one call of a trajectory: the system prompt as it stood before that call (variables
-included), the query and the turns before it, the tool list in a seeded random order, the expected call and
-the names of its free-text parameters. The prompt comes from :func:`routines.prompt.build_system_prompt`,
-the builder the executor itself uses, so a sample's messages are byte for byte what the executor sends.
+A **sample** is one call of a trajectory: the run's system prompt (fixed for the run: the conversation is
+append-only), the query and the turns before it, the tool list in a seeded random order (every downstream
+tool under the paper's protocol, the shown Routines' tools under the product's), the expected call, the
+tools the Routine allowed next (for the ``next`` constraint) and the names of its free-text parameters. The
+prompt comes from :func:`routines.prompt.build_system_prompt`, the builder the executor itself uses, so a
+sample's messages are byte for byte what the executor sends.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ SHUFFLES: tuple[str, ...] = ("per-routine", "per-query", "per-sample", "none")
 DEFAULT_SHUFFLE: Shuffle = "per-routine"
 """Measured in docs/evaluation.md: one order per Routine lets the samples of all queries of a Routine share
 their prompt prefix (tools and Routine) in the embedded backend's KV cache."""
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -48,21 +50,22 @@ class TrajectoryCall:
     arguments: dict[str, Any]
     """Model-facing: long values appear as their ``memory_*`` keys."""
     observation: str
-    variables_before: dict[str, str]
     free_text: tuple[str, ...] = ()
+    next_tools: tuple[str, ...] = ()
+    """The tools the Routine allowed at this step (several at a branch point): the ``next`` constraint."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "step": self.step, "name": self.name, "arguments": self.arguments, "observation": self.observation,
-            "variables_before": self.variables_before, "free_text": list(self.free_text),
+            "free_text": list(self.free_text), "next_tools": list(self.next_tools),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrajectoryCall:
         return cls(
             step=str(data["step"]), name=data["name"], arguments=dict(data["arguments"]),
-            observation=data["observation"], variables_before=dict(data.get("variables_before") or {}),
-            free_text=tuple(data.get("free_text") or ()),
+            observation=data["observation"], free_text=tuple(data.get("free_text") or ()),
+            next_tools=tuple(data.get("next_tools") or ()),
         )
 
 
@@ -115,6 +118,14 @@ class Sample:
     expected: ToolCall
     free_text: tuple[str, ...] = ()
     config: str = ""
+    next_tools: tuple[str, ...] = ()
+    """Tools of ``tools`` the Routine allows at this step (empty without a Routine)."""
+
+    def allowed(self, constrain: str) -> tuple[ToolSpec, ...]:
+        """The tools a constraint mode admits: ``next`` the Routine's next step(s), else every listed tool."""
+        if constrain == "next" and self.next_tools:
+            return tuple(t for t in self.tools if t.name in self.next_tools)
+        return self.tools
 
     def messages(self) -> list[Message]:
         """The conversation as the executor sends it to the model at this step."""
@@ -132,6 +143,8 @@ class Sample:
 # ---- decomposition --------------------------------------------------------------------------------
 
 RoutinesFor = Callable[[Trajectory], Sequence[Routine | str]]
+ToolsFor = Callable[[Trajectory], Sequence[str] | None]
+"""The tool names a trajectory's prompt lists (``None``: every tool)."""
 
 
 def order_tools(tools: Sequence[ToolSpec], seed: int, key: str) -> tuple[ToolSpec, ...]:
@@ -150,31 +163,40 @@ def decompose(
     seed: int = 0,
     shuffle: Shuffle = DEFAULT_SHUFFLE,
     config: str = "",
+    listed: ToolsFor | None = None,
 ) -> list[Sample]:
     """One sample per call of every trajectory. ``routines`` gives the Routine(s) (or text) the prompt shows
-    for a trajectory (``None``: no Routine); ``shuffle`` gives the tool list one seeded random order per
-    Routine, per query or per sample, or keeps the servers' order (``none``, as the executor lists them)."""
+    for a trajectory (``None``: no Routine); ``listed`` the names of the tools its prompt lists (``None``:
+    all of ``tools``, the paper's protocol); ``shuffle`` gives the tool list one seeded random order per
+    Routine, per query or per sample, or keeps the servers' order (``none``, as the executor lists them).
+    The order is drawn over all tools and then filtered, so both protocols order a tool pair alike."""
     if shuffle not in SHUFFLES:
         raise CallerError(f"unknown tool shuffle {shuffle!r}; use one of {', '.join(SHUFFLES)}")
     options = options or PromptOptions()
     samples: list[Sample] = []
     for traj in trajectories:
         shown = list(routines(traj)) if routines is not None else []
+        names = set(listed(traj) or ()) if listed is not None and listed(traj) is not None else None
+
+        def keep(ts: tuple[ToolSpec, ...], names: set[str] | None = names) -> tuple[ToolSpec, ...]:
+            return ts if names is None else tuple(t for t in ts if t.name in names)
+
         key = traj.routine_id if shuffle == "per-routine" else traj.query_id
-        query_tools = tuple(tools) if shuffle == "none" else order_tools(tools, seed, key)
+        query_tools = keep(tuple(tools) if shuffle == "none" else order_tools(tools, seed, key))
         history: list[Turn] = []
+        prompt = build_system_prompt(routines=shown, tools=query_tools, system=traj.system, options=options)
         for index, call in enumerate(traj.calls):
-            step_tools = order_tools(tools, seed, f"{traj.query_id}/{index}") if shuffle == "per-sample" else query_tools
-            prompt = build_system_prompt(
-                routines=shown, tools=step_tools, variables=call.variables_before, system=traj.system, options=options
-            )
+            step_tools = query_tools
+            if shuffle == "per-sample":  # a tool order per sample: the prompt changes at every step
+                step_tools = keep(order_tools(tools, seed, f"{traj.query_id}/{index}"))
+                prompt = build_system_prompt(routines=shown, tools=step_tools, system=traj.system, options=options)
             expected = ToolCall(call.name, call.arguments)
             samples.append(
                 Sample(
                     id=f"{traj.query_id}/{index}", query_id=traj.query_id, index=index, step=call.step,
                     routine_id=traj.routine_id, variant=traj.variant, system_prompt=prompt, query=traj.query,
                     history=tuple(history), tools=step_tools, expected=expected, free_text=call.free_text,
-                    config=config,
+                    config=config, next_tools=call.next_tools if shown else (),
                 )
             )
             history.append(Turn(expected, call.observation))
@@ -262,7 +284,7 @@ async def record_trajectories(
             continue
         gold_calls = record.get("calls") or []
         calls = tuple(
-            TrajectoryCall(c.step, c.tool, c.arguments, c.observation, c.variables_before, _free_text(g))
+            TrajectoryCall(c.step, c.tool, c.arguments, c.observation, _free_text(g), c.next_tools)
             for c, g in zip(result.calls, gold_calls, strict=True)
         )
         kept.append(

@@ -23,12 +23,23 @@ STEP_METRICS = ("structural", "tool", "parameters", "overall")
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def decoding(constrained: bool) -> str:
+def setting(constrain: str, tools_in_prompt: str) -> str:
+    """A run's protocol and decoding, as its tables and file names show them: ``paper/free`` (every tool
+    listed, free decoding) ... ``product/next`` (the Routine's tools, next-step constrained)."""
+    protocol = "paper" if tools_in_prompt == "all" else "product"
+    return f"{protocol}/{'free' if constrain == 'none' else constrain}"
+
+
+def decoding(constrained: bool | str) -> str:
+    """A record's ``constrained`` field as a label: a :func:`setting` string, or (records written before the
+    protocols were labelled: every tool listed) ``constrained`` / ``free``."""
+    if isinstance(constrained, str):
+        return constrained
     return "constrained" if constrained else "free"
 
 
 def step_record(
-    config: EvalConfig, results: Sequence[SampleResult], *, model: str, constrained: bool, seconds: float,
+    config: EvalConfig, results: Sequence[SampleResult], *, model: str, constrained: bool | str, seconds: float,
     meta: dict[str, Any],
 ) -> dict[str, Any]:
     """A per-step run as stored: scores on the paper's subsets, per-Routine overall, speed, every sample."""
@@ -51,7 +62,7 @@ def step_record(
 
 
 def e2e_record(
-    config: EvalConfig, results: Sequence[TaskResult], *, model: str, constrained: bool, seconds: float,
+    config: EvalConfig, results: Sequence[TaskResult], *, model: str, constrained: bool | str, seconds: float,
     meta: dict[str, Any],
 ) -> dict[str, Any]:
     n = len(results)
@@ -83,7 +94,7 @@ def load_runs(out_dir: str | Path) -> list[dict[str, Any]]:
     """Every run stored in ``out_dir``, in the configurations' order."""
     order = {name: i for i, name in enumerate(CONFIGS)}
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((Path(out_dir) / "runs").glob("*.json"))]
-    return sorted(runs, key=lambda r: (r["model"], r["constrained"], order.get(r["config"], 99)))
+    return sorted(runs, key=lambda r: (r["model"], decoding(r["constrained"]), order.get(r["config"], 99)))
 
 
 # ---- markdown -----------------------------------------------------------------------------------------
@@ -129,8 +140,10 @@ def render_markdown(runs: Sequence[dict[str, Any]]) -> str:
         f"# Evaluation report: scenario {first.get('scenario')}, split {first.get('split')}", "",
         (
             "Rates in %, on the paper's subsets: structural over all samples, tool selection over the structurally "
-            "correct, parameters over those with the right tool, overall over all. Constrained decoding allows "
-            "one call to any tool in the sample's tool list (never only the expected tool)."
+            "correct, parameters over those with the right tool, overall over all. Decoding is labelled "
+            "protocol/constraint: paper lists every tool, product the shown Routines' tools; routine allows one "
+            "call to any listed tool, next one call to a tool the Routine allows at that step (every branch's "
+            "first tool at a branch point, never only the expected tool there)."
         ),
         "",
     ]

@@ -11,8 +11,10 @@ about 5,000 tokens), so a chunk holds one Routine, and a lane sticks to its Rout
 largest Routine nobody works on (:func:`pick_routine`); near the end chunks shrink so the lanes finish
 together.
 
-Constrained decoding, when asked for, allows one call to **any** tool of the sample's tool list (never only
-the expected tool, which would hand the model the answer).
+Constrained decoding, when asked for, allows one call to **any** tool of the sample's tool list (``routine``)
+or to any tool the Routine allows at that step (``next``: the next step's tool, at a branch the first tools
+of all its branches), never only the expected tool where the Routine leaves a choice, which would hand the
+model the answer. Without a Routine in the prompt, ``next`` is ``routine``.
 
 End-to-end mode (:func:`run_end_to_end`): each query runs through the executor in ``model`` mode against the
 live scenario servers, and is scored on task success: it reached the finish step, made the gold calls (judged
@@ -39,7 +41,14 @@ from routines.backends.base import Backend, BaseBackend, Completion, Constraint,
 from routines.backends.process import ProcessBackend, start_all
 from routines.backends.scripted import ScriptedBackend
 from routines.calls import ToolCall
-from routines.executor import Executor, ExecutorConfig
+from routines.executor import (
+    ConstrainMode,
+    Executor,
+    ExecutorConfig,
+    ToolsInPrompt,
+    constrain_mode,
+    prompt_tools,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +75,7 @@ class SampleResult:
 
 @dataclass(frozen=True)
 class RunOptions:
-    constrain: bool = False
+    constrain: ConstrainMode = "none"
     max_tokens: int = DEFAULT_MAX_TOKENS
     concurrency: int = 8
     """Requests in flight at once, for backends that do not batch (HTTP)."""
@@ -75,6 +84,10 @@ class RunOptions:
     decodes ``max_batch`` at a time, a finished row's slot taking the next waiting one; larger calls drain
     the batch at the end less often)."""
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        # booleans (the older setting) read as a mode, as in ExecutorConfig: False must not constrain
+        object.__setattr__(self, "constrain", constrain_mode(self.constrain))
 
 
 def batches_for_real(backend: Backend) -> bool:
@@ -93,6 +106,11 @@ def tool_constraint(tools: Sequence[ToolSpec]) -> Constraint:
     return Constraint(tools=tuple(sorted(tools, key=lambda t: t.name)))
 
 
+def sample_constraint(sample: Sample, constrain: str) -> Constraint | None:
+    """The constraint a sample is decoded under in a constraint mode (``none``: no constraint)."""
+    return None if constrain == "none" else tool_constraint(sample.allowed(constrain))
+
+
 def _progress(total: int, enabled: bool, desc: str) -> Any:
     from tqdm import tqdm
 
@@ -107,11 +125,16 @@ def _judge(sample: Sample, completion: Completion) -> SampleResult:
     )
 
 
-def _chunks(samples: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
-    """Runs of consecutive samples with the same tool set, at most ``size`` long."""
+def _chunks(samples: Sequence[Sample], size: int, constrain: str = "none") -> Iterator[list[Sample]]:
+    """Runs of consecutive samples with the same tool set (the tools the constraint mode admits), at most
+    ``size`` long: one chunk is decoded under one constraint."""
     current: list[Sample] = []
+
+    def names(s: Sample) -> set[str]:
+        return {t.name for t in s.allowed(constrain)}
+
     for sample in samples:
-        if current and (len(current) >= size or {t.name for t in current[0].tools} != {t.name for t in sample.tools}):
+        if current and (len(current) >= size or names(current[0]) != names(sample)):
             yield current
             current = []
         current.append(sample)
@@ -163,7 +186,7 @@ async def run_samples(
     position = {id(samples[i]): i for i in ordered}
 
     async def run_chunk(lane: Backend, chunk: list[Sample]) -> None:
-        constraint = tool_constraint(chunk[0].tools) if options.constrain else None
+        constraint = sample_constraint(chunk[0], options.constrain)
         completions = await lane.complete_batch(  # type: ignore[attr-defined]
             [s.messages() for s in chunk], constraint=constraint, max_tokens=options.max_tokens
         )
@@ -173,7 +196,7 @@ async def run_samples(
     try:
         if all(batches_for_real(lane) for lane in lanes):
             if len(lanes) == 1:
-                for chunk in _chunks([samples[i] for i in ordered], max(1, options.chunk)):
+                for chunk in _chunks([samples[i] for i in ordered], max(1, options.chunk), options.constrain):
                     await run_chunk(lanes[0], chunk)
             else:
                 size = max(1, options.chunk)
@@ -184,7 +207,7 @@ async def run_samples(
             async def one(i: int, lane: Backend) -> None:
                 sample = samples[i]
                 async with limit:
-                    constraint = tool_constraint(sample.tools) if options.constrain else None
+                    constraint = sample_constraint(sample, options.constrain)
                     completion = await lane.complete(
                         sample.messages(), constraint=constraint, max_tokens=options.max_tokens
                     )
@@ -334,7 +357,8 @@ async def run_end_to_end(
     backend: Backend,
     *,
     config: EvalConfig = CONFIGS["e2e"],
-    constrain: bool = False,
+    constrain: ConstrainMode = "none",
+    tools_in_prompt: ToolsInPrompt = "routine",
     concurrency: int = 4,
     max_retries: int = 2,
     memory_threshold: int = 256,
@@ -343,12 +367,11 @@ async def run_end_to_end(
     on_result: Callable[[TaskResult], None] | None = None,
 ) -> list[TaskResult]:
     """Run each trajectory's query with the executor (model mode, the Routine as ``config`` shows it) and
-    score it. With ``constrain`` the executor constrains each call to the tools the Routine allows next, as
-    it does in production. The embedded model runs one query at a time (its prefix cache follows a run)."""
+    score it. ``constrain`` and ``tools_in_prompt`` are the executor's settings, as in production. The embedded model runs one query at a time (its prefix cache follows a run)."""
     await start_all([backend])
     tools = await hub.list_tools()
     exec_config = ExecutorConfig(
-        mode="model", constrain=constrain, prompt=config.options, max_retries=max_retries,
+        mode="model", constrain=constrain, tools_in_prompt=tools_in_prompt, prompt=config.options, max_retries=max_retries,
         memory_threshold=memory_threshold, max_tokens=max_tokens,
     )
     executor = Executor(hub, backend, exec_config)
@@ -385,11 +408,16 @@ async def run_end_to_end(
     return [r for r in results if r is not None]
 
 
-def e2e_samples(trajectories: Sequence[Trajectory], catalog: RoutineCatalog, tools: Sequence[ToolSpec]) -> list[Sample]:
+def e2e_samples(
+    trajectories: Sequence[Trajectory], catalog: RoutineCatalog, tools: Sequence[ToolSpec],
+    tools_in_prompt: ToolsInPrompt = "routine",
+) -> list[Sample]:
     """The per-step samples an end-to-end run sends when every call is right (servers' tool order): what a
     scripted oracle needs to answer an e2e run."""
     config = CONFIGS["e2e"]
+    by_name = {t.name: t for t in tools}
     return decompose(
         trajectories, tools, routines=lambda t: [catalog.routine(t.routine_id)], options=config.options,
         shuffle="none", config=config.name,
+        listed=lambda t: [s.name for s in prompt_tools([catalog.routine(t.routine_id)], by_name, tools_in_prompt)],
     )

@@ -1,8 +1,12 @@
-"""Variable memory (paper 3.4.2): a per-run store of long tool-output values behind ``memory_*`` keys.
+"""Variable memory (paper 3.4.2): a per-run store of tool results and long values behind ``memory_*`` keys.
 
-The model sees a key and a short preview instead of a long value; keys in the model's arguments (a whole
-value, or inside a string) are turned back into the stored values before the tool is called, with the type
-the tool's schema asks for. One ``VariableMemory`` lives for one run: keys never outlive or cross runs.
+Every step's whole result is stored under a key named after its tool (``memory_search_employee``), so a call
+can hand over an earlier result by reference instead of copying it (design 4.2: no call longer than about 100
+tokens). Inside a result, a long value is stored under a key of its own (``memory_members``) and the model
+sees that key and a short preview instead. Keys in the model's arguments (a whole value at any depth of
+objects and lists, or inside a string) are turned back into the stored values before the tool is called,
+with the type the tool's schema asks for. One ``VariableMemory`` lives for one run: keys never outlive or
+cross runs.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class VariableMemory:
     threshold: int = 256
     preview_chars: int = 80
     values: dict[str, Any] = field(default_factory=dict)
+    results: set[str] = field(default_factory=set)
+    """Keys that hold a step's whole result (the others hold long values found inside results)."""
     _previews: dict[str, str] = field(default_factory=dict, repr=False)
 
     # ---- storing ----------------------------------------------------------------------------------
@@ -47,6 +53,18 @@ class VariableMemory:
         key = self._new_key(hint)
         self.values[key] = value
         return key
+
+    def observe(self, result: Any, hint: str) -> Observation:
+        """Store a step's whole ``result`` under a key of its own (named after ``hint``, the tool) and its long
+        values under theirs: what the model is shown of it, the key it can pass it by, and the keys this
+        result added (each shown once, with its preview, in the turn that creates it)."""
+        before = set(self.values)
+        key = self._new_key(hint)  # a fresh key even for a repeated value: each step's result has its own
+        self.values[key] = result
+        self.results.add(key)
+        shown = self.compress(result, hint)
+        added = [k for k in self.values if k not in before and (k != key or shown == key)]
+        return Observation(key, shown, {k: self.preview(k) for k in added})
 
     def is_long(self, value: Any) -> bool:
         return len(_json(value)) > self.threshold
@@ -90,15 +108,24 @@ class VariableMemory:
         return {key: self.preview(key) for key in self.values}
 
     def encode(self, value: Any) -> Any:
-        """Replace any stored value inside ``value`` by its key (how a model would write the arguments)."""
+        """Replace any stored value inside ``value`` by its key (how a model writes the arguments): a long
+        value, or an earlier step's whole result when it is an object or a list (never a bare id or number,
+        which a model writes as it is)."""
         for key, stored in self.values.items():
-            if value == stored and type(value) is type(stored) and self.is_long(value):
+            if value == stored and type(value) is type(stored) and (
+                self.is_long(value) or (key in self.results and isinstance(value, (Mapping, list)))
+            ):
                 return key
         if isinstance(value, Mapping):
             return {k: self.encode(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.encode(v) for v in value]
         return value
+
+    def encode_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """A call's arguments as a model writes them: each value encoded, the arguments themselves always an
+        object (never one key, even when they equal an earlier result)."""
+        return {name: self.encode(value) for name, value in args.items()}
 
     # ---- resolving keys ---------------------------------------------------------------------------
     def unknown_keys(self, value: Any) -> list[str]:
@@ -136,6 +163,17 @@ class VariableMemory:
         return {name: self.resolve(value, props.get(name)) for name, value in args.items()}
 
 
+@dataclass(frozen=True)
+class Observation:
+    """A step's result as the model sees it: ``key`` holds the whole result, ``shown`` is the result with its
+    long values replaced by their keys, ``new_keys`` maps each key this result added to its preview."""
+
+    key: str
+    shown: Any
+    new_keys: dict[str, str]
+    """Includes ``key`` itself when the whole result is shown only as a preview (``shown == key``)."""
+
+
 def calls_as_written(calls: list[Mapping[str, Any]], threshold: int) -> list[dict[str, Any]]:
     """Recorded calls (``name``, ``arguments``, ``result``) as a model writes them when the executor keeps
     long results in variable memory: an argument stored by then is written as its key. Computed from the
@@ -143,8 +181,8 @@ def calls_as_written(calls: list[Mapping[str, Any]], threshold: int) -> list[dic
     memory = VariableMemory(threshold=threshold)
     written = []
     for call in calls:
-        written.append({"name": call["name"], "arguments": memory.encode(call["arguments"])})
-        memory.compress(call["result"], hint=call["name"])
+        written.append({"name": call["name"], "arguments": memory.encode_args(call["arguments"])})
+        memory.observe(call["result"], hint=call["name"])
     return written
 
 

@@ -86,3 +86,29 @@ def choose_branch(candidates: list[Step], state: RunState) -> Step | None:
         except (BindingError, ConditionSyntaxError):
             return None
     return None
+
+
+def open_branches(candidates: list[Step], state: RunState) -> list[Step]:
+    """``candidates`` without the branches whose ``when`` guard is known to be false: what a model may take.
+    A guard that cannot be evaluated yet (it names something the run lacks) leaves its branch open; a last
+    branch without ``when`` ("otherwise") is closed when an earlier guard holds."""
+    if len(candidates) < 2:
+        return list(candidates)
+    out: list[Step] = []
+    for i, step in enumerate(candidates):
+        if step.when is None:
+            taken = i == len(candidates) - 1 and any(_holds(s, state) is True for s in candidates[:i])
+            if not taken:
+                out.append(step)
+        elif _holds(step, state) is not False:
+            out.append(step)
+    return out or list(candidates)
+
+
+def _holds(step: Step, state: RunState) -> bool | None:
+    if step.when is None:
+        return None
+    try:
+        return bool(evaluate_when(step.when, state))
+    except (BindingError, ConditionSyntaxError):
+        return None

@@ -2,8 +2,14 @@
 
 Modes: ``model`` (the paper: the model makes every call), ``hybrid`` (steps whose arguments and branch
 conditions are bound run without the model; the model fills only what the Routine leaves open) and
-``bound`` (no model at all). The Routine is a capability boundary: a call to a tool it does not name is
-refused whatever the model or a tool's output says, and never reaches the server.
+``bound`` (no model at all). The Routine is a capability boundary in every mode: a call to a tool it does
+not name is refused whatever the model or a tool's output says, and never reaches the server; bound
+arguments and system parameters win over the model's values (what the model wrote stays in the run log);
+a branch whose ``when`` guard is false cannot be taken.
+
+Constraint modes (``ExecutorConfig.constrain``), for backends that can constrain decoding: ``none``;
+``routine``: one call to any tool listed in the prompt; ``next``: one call to a tool the Routine allows
+next (the next step's tool; at a branch, the first tools of the branches whose guard is not false).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from memory.variables import VariableMemory
 from routines.backends.base import Backend, Constraint, Message, ToolSpec
 from routines.bindings import BindingError, RunState, is_bound, iter_refs, resolve_args
 from routines.calls import CallParseError, ToolCall, parse_tool_call
-from routines.cursor import Cursor, choose_branch
+from routines.cursor import Cursor, choose_branch, open_branches
 from routines.errors import CallerError, DownstreamError, ModelCallError, RunFailed
 from routines.inputs import extract_inputs, missing_inputs
 from routines.model import Routine, Step
@@ -33,6 +39,23 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["model", "hybrid", "bound"]
 MODES: tuple[str, ...] = ("model", "hybrid", "bound")
+ConstrainMode = Literal["none", "routine", "next"]
+CONSTRAIN_MODES: tuple[str, ...] = ("none", "routine", "next")
+ToolsInPrompt = Literal["routine", "all"]
+TOOLS_IN_PROMPT: tuple[str, ...] = ("routine", "all")
+
+
+def constrain_mode(value: str | bool | None) -> ConstrainMode:
+    """``none``/``routine``/``next``; booleans (the older setting) read as ``routine`` and ``none``."""
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "routine"
+    text = str(value).strip().lower()
+    text = {"true": "routine", "1": "routine", "yes": "routine", "false": "none", "0": "none", "no": "none"}.get(text, text)
+    if text not in CONSTRAIN_MODES:
+        raise CallerError(f"unknown constraint mode {value!r}; use one of {', '.join(CONSTRAIN_MODES)}")
+    return text  # type: ignore[return-value]
 
 
 class ToolCaller:
@@ -51,11 +74,18 @@ class ExecutorConfig:
     """Bad calls fed back to the model for one step before the run fails."""
     memory_threshold: int = 256
     prompt: PromptOptions = field(default_factory=PromptOptions)
-    tools_in_prompt: Literal["all", "routine"] = "all"
-    constrain: bool = False
-    """Ask the backend to constrain decoding to a call of the allowed tools (when it can)."""
+    tools_in_prompt: ToolsInPrompt = "routine"
+    """``routine``: the prompt lists the Routine's tools only; ``all``: every downstream tool (the paper's
+    protocol, for comparisons)."""
+    constrain: ConstrainMode = "none"
+    """Ask the backend to constrain decoding (when it can): ``none``, ``routine`` or ``next``."""
     tool_timeout: float = 30.0
     max_tokens: int = 384
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "constrain", constrain_mode(self.constrain))
+        if self.tools_in_prompt not in TOOLS_IN_PROMPT:
+            raise CallerError(f"unknown tools_in_prompt {self.tools_in_prompt!r}; use routine or all")
 
 
 @dataclass
@@ -70,13 +100,14 @@ class CallRecord:
     result: Any
     observation: str
     source: str
-    variables_before: dict[str, str] = field(default_factory=dict)
+    next_tools: tuple[str, ...] = ()
+    """The tools the Routine allowed at this step (several at a branch point)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "step": self.step, "name": self.tool, "arguments": self.arguments,
             "resolved_arguments": self.resolved_arguments, "result": self.result, "observation": self.observation,
-            "source": self.source, "variables_before": self.variables_before,
+            "source": self.source, "next_tools": list(self.next_tools),
         }
 
 
@@ -113,15 +144,23 @@ class _Run:
     cursor: Cursor
     tools: dict[str, ToolSpec]
     prompt_tools: list[ToolSpec]
+    system_prompt: str
     run_id: str | None
     history: list[Turn] = field(default_factory=list)
     calls: list[CallRecord] = field(default_factory=list)
     attempts: list[StepRecord] = field(default_factory=list)
     answer: str | None = None
-    prompt_head: str | None = None
+    candidates: list[Step] = field(default_factory=list)
+    """The steps the cursor allows now."""
 
 
-_VARIABLES_END = "<variables>\n</variables>"
+def prompt_tools(routines: list[Routine], tools: Mapping[str, ToolSpec], tools_in_prompt: ToolsInPrompt) -> list[ToolSpec]:
+    """The tools a prompt lists: every tool (``all``, or no Routine), else the union of the Routines' tools
+    in the order the downstream servers list them."""
+    if tools_in_prompt == "all" or not routines:
+        return list(tools.values())
+    named = {t for r in routines for t in r.tools()}
+    return [spec for name, spec in tools.items() if name in named]
 
 
 class Executor:
@@ -180,14 +219,12 @@ class Executor:
         run_inputs = dict(inputs or {})
         if mode in ("hybrid", "bound"):
             run_inputs = await self._complete_inputs(routine, query, run_inputs, mode)
-        prompt_tools = list(tools.values())
-        if self.config.tools_in_prompt == "routine":
-            prompt_tools = [tools[t] for t in routine.tools()]
+        listed = prompt_tools([routine], tools, self.config.tools_in_prompt)
         run_id = self._start_log(routine, query, mode, sys_params, run_inputs)
         run = _Run(
             routine=routine, query=query, state=RunState(inputs=run_inputs, system=sys_params, steps={}),
             memory=VariableMemory(threshold=self.config.memory_threshold), cursor=Cursor(routine), tools=tools,
-            prompt_tools=prompt_tools, run_id=run_id,
+            prompt_tools=listed, system_prompt=self.system_prompt(routine, listed, sys_params), run_id=run_id,
         )
         error: str | None = None
         error_kind: str | None = None
@@ -223,27 +260,14 @@ class Executor:
             user_id=system.get("user_id"), inputs=inputs,
         )
 
-    def system_prompt(self, run: _Run) -> str:
-        """``build_system_prompt`` for this step. Everything before the variables (the last part) is the
-        same for the whole run, so it is built once and only the variable lines are added per step."""
-        if run.prompt_head is None:
-            empty = build_system_prompt(
-                routines=[run.routine], tools=run.prompt_tools, variables={}, system=run.state.system,
-                options=self.config.prompt,
-            )
-            run.prompt_head = empty[: -len("</variables>")] if empty.endswith(_VARIABLES_END) else ""
-        if not run.prompt_head:  # the prompt's layout changed: build it whole every step
-            return build_system_prompt(
-                routines=[run.routine], tools=run.prompt_tools, variables=run.memory.previews(),
-                system=run.state.system, options=self.config.prompt,
-            )
-        lines = "".join(f"{key}: {preview}\n" for key, preview in run.memory.previews().items())
-        return run.prompt_head + lines + "</variables>"
+    def system_prompt(self, routine: Routine, tools: list[ToolSpec], system: Mapping[str, Any]) -> str:
+        """The run's system prompt: built once, the same at every step (the conversation is append-only)."""
+        return build_system_prompt(routines=[routine], tools=tools, system=system, options=self.config.prompt)
 
     # ---- the loop ---------------------------------------------------------------------------------
     async def _loop(self, run: _Run, mode: Mode, on_step: StepCallback | None) -> None:
         for _ in range(self.config.max_steps):
-            candidates = run.cursor.candidates()
+            candidates = run.candidates = run.cursor.candidates()
             if not candidates:
                 return
             target = self._planned_step(run, candidates, mode)
@@ -255,8 +279,8 @@ class Executor:
                 reason = "is not fully bound" if target else "has a branch no 'when' condition decides"
                 raise RunFailed(f"bound mode: step {label} {reason}; use hybrid or model mode", "binding")
             else:
-                allowed = [target] if target is not None and mode == "hybrid" else candidates
-                await self._model_call(run, allowed, on_step, overlay=mode == "hybrid")
+                allowed = [target] if target is not None and mode == "hybrid" else open_branches(candidates, run.state)
+                await self._model_call(run, allowed, on_step)
             if run.cursor.finished:
                 return
         raise RunFailed(f"the run did not finish within {self.config.max_steps} steps", "model")
@@ -295,19 +319,24 @@ class Executor:
             return None
 
     async def _bound_call(self, run: _Run, step: Step, resolved: dict[str, Any], on_step: StepCallback | None) -> None:
-        arguments = run.memory.encode(resolved)
+        arguments = run.memory.encode_args(resolved)
         rec = StepRecord(step=step.step, source="bound", tool=step.tool, arguments=arguments, resolved_arguments=resolved)
         await self._execute(run, step, ToolCall(step.tool or "", arguments), resolved, rec, on_step, retry=False)
 
     # ---- a step the model makes -------------------------------------------------------------------
-    async def _model_call(self, run: _Run, allowed: list[Step], on_step: StepCallback | None, overlay: bool) -> None:
-        assert self.backend is not None
-        base = build_messages(self.system_prompt(run), run.query, run.history)
-        feedback: list[Message] = []
-        constraint = None
-        if self.config.constrain:
+    def _constraint(self, run: _Run, allowed: list[Step]) -> Constraint | None:
+        if self.config.constrain == "routine":
+            return Constraint(tools=tuple(run.prompt_tools))
+        if self.config.constrain == "next":
             names = dict.fromkeys(s.tool for s in allowed if s.tool in run.tools)
-            constraint = Constraint(tools=tuple(run.tools[name] for name in names if name))
+            return Constraint(tools=tuple(run.tools[name] for name in names if name))
+        return None
+
+    async def _model_call(self, run: _Run, allowed: list[Step], on_step: StepCallback | None) -> None:
+        assert self.backend is not None
+        base = build_messages(run.system_prompt, run.query, run.history)
+        feedback: list[Message] = []
+        constraint = self._constraint(run, allowed)
         for attempt in range(self.config.max_retries + 1):
             messages = base + feedback
             completion = await self.backend.complete(messages, constraint=constraint, max_tokens=self.config.max_tokens)
@@ -320,8 +349,11 @@ class Executor:
                 call = parse_tool_call(completion.text)
                 step = self._match(run, call, allowed)
                 rec.step, rec.tool, rec.arguments = step.step, call.name, call.arguments
-                if overlay and step.args:
-                    call = self._overlay(run, step, call)
+                if step.args:  # the Routine's bindings win over the model's values, in every mode
+                    bound_call = self._overlay(run, step, call)
+                    if bound_call.arguments != call.arguments:
+                        rec.extra["model_arguments"] = call.arguments
+                    call = bound_call
                     rec.arguments = call.arguments
                 resolved = self._check_arguments(run, call)
                 rec.resolved_arguments = resolved
@@ -347,6 +379,10 @@ class Executor:
         if matches:
             return matches[0]
         expected = ", ".join(f"{s.tool} (step {s.step})" for s in allowed)
+        closed = [s for s in run.cursor.candidates() if s.tool == call.name and s not in allowed]
+        if closed:
+            raise ModelCallError("guard_false", f"step {closed[0].step} ({call.name}) is a branch whose condition "
+                                 f"does not hold; the next call is {expected}")
         if call.name in run.routine.tools():
             raise ModelCallError("out_of_order", f"{call.name} is not the next step of the Routine; the next call is {expected}")
         if call.name in run.tools:
@@ -361,7 +397,7 @@ class Executor:
                 bound[name] = resolve_args({name: value}, run.state)[name]
             except BindingError:
                 continue
-        return ToolCall(call.name, {**call.arguments, **run.memory.encode(bound)})
+        return ToolCall(call.name, {**call.arguments, **run.memory.encode_args(bound)})
 
     def _check_arguments(self, run: _Run, call: ToolCall) -> dict[str, Any]:
         spec = run.tools[call.name]
@@ -406,7 +442,6 @@ class Executor:
         on_step: StepCallback | None, retry: bool,
     ) -> bool:
         """Call the tool; True when the step is done, False when a tool error was fed back for a retry."""
-        variables_before = run.memory.previews()
         started = time.perf_counter()
         try:
             result = await self.hub.call(call.name, resolved, timeout=self.config.tool_timeout)
@@ -423,7 +458,8 @@ class Executor:
                 return False
             raise RunFailed(f"step {step.step}: tool {call.name} failed: {rec.error}", "tool")
         value = result.value
-        observation = observation_text(run.memory.compress(value, hint=call.name))
+        seen = run.memory.observe(value, hint=call.name)
+        observation = observation_text(seen.key, seen.shown, seen.new_keys)
         rec.result = value
         run.state.steps[step.step] = value
         alias = run.cursor.branch_point(step)
@@ -432,7 +468,8 @@ class Executor:
         run.cursor.advance(step)
         run.history.append(Turn(call, observation))
         run.calls.append(
-            CallRecord(step.step, call.name, call.arguments, resolved, value, observation, rec.source, variables_before)
+            CallRecord(step.step, call.name, call.arguments, resolved, value, observation, rec.source,
+                       tuple(dict.fromkeys(s.tool for s in run.candidates if s.tool)))
         )
         if step.type == "finish" or run.cursor.finished:
             run.answer = _answer_of(value)

@@ -93,18 +93,28 @@ def _first_object(text: str) -> Any:
     return value
 
 
-async def extract_inputs(routine: Routine, query: str, inputs: dict[str, Any], backend: Backend) -> dict[str, Any]:
-    """Fill the missing inputs from the question with the model. CallerError when it cannot."""
-    names = missing_inputs(routine, inputs)
-    schema = extraction_schema(routine, names, query)
+def extraction_messages(routine: Routine, query: str, names: list[str]) -> list[Message]:
+    """What the model reads to extract ``names`` from ``query`` (the trainer builds its examples with it)."""
     props = ((routine.inputs or {}).get("properties") or {})
     fields = "\n".join(f"- {n}: {props.get(n, {}).get('description', 'text')}" for n in names)
     system = (
         "Read the user's request and extract the values below. Copy them exactly as the request writes them. "
         f"Reply with one JSON object with these keys and nothing else.\nValues:\n{fields}"
     )
+    return [Message("system", system), Message("user", query)]
+
+
+def extraction_target(values: dict[str, Any], names: list[str]) -> str:
+    """The reply that extracts ``values`` as constrained decoding writes it (canonical separators)."""
+    return json.dumps({n: values[n] for n in names}, ensure_ascii=False)
+
+
+async def extract_inputs(routine: Routine, query: str, inputs: dict[str, Any], backend: Backend) -> dict[str, Any]:
+    """Fill the missing inputs from the question with the model. CallerError when it cannot."""
+    names = missing_inputs(routine, inputs)
+    schema = extraction_schema(routine, names, query)
     completion = await backend.complete(
-        [Message("system", system), Message("user", query)], constraint=Constraint(json_schema=schema), max_tokens=200
+        extraction_messages(routine, query, names), constraint=Constraint(json_schema=schema), max_tokens=200
     )
     try:
         found = _first_object(completion.text)

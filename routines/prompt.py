@@ -1,9 +1,12 @@
 """The executor's system prompt and conversation (paper appendix A.2, in our own words).
 
-The paper's parts in an order chosen for speed: what is the same for every run (role, rules, tools, output
-format) comes first, then the Routine, then what differs between runs of one Routine (the system
-parameters, such as the current user) and last what changes during a run (the variables). A backend can
-then reuse the computed prefix from one step to the next, and across runs of the same Routine.
+The conversation is append-only (design section 3): the system prompt is fixed for a run (role, rules,
+tools, output format, the Routine, then the system parameters such as the current user), and each step adds
+only its call and its result. Every result is shown with the key that holds it in variable memory, and any
+long value inside it as a key of its own with a short preview, in that result's turn. So the text before
+call k+1 is the text before call k plus call k and its result: a backend reuses the computed prefix from
+step to step, and one training record teaches all of its calls in one sequence. (The paper keeps a
+``<variables>`` block in the system prompt that grows during a run; ours shows each key where it appears.)
 
 One builder serves the executor at run time, distillation (the dataset's ``system`` text) and evaluation
 (the per-step samples), so the three always agree byte for byte.
@@ -33,14 +36,14 @@ Rules:
 - Make exactly one tool call per turn.
 - "Branch x-n Step i" is step i of branch n of step x. At a branch, decide from the results so far which branch's condition holds and follow only that branch.
 - Take argument values from the user's request, the system parameters and earlier results; do not invent values.
-- A result may show a long value as a key such as memory_members. Pass that key (for example "memory_members") as the argument value; the system replaces it with the stored value.
+- Every result is shown with its key, such as memory_search_employee = {...}; a long value inside a result is shown as a key of its own, such as memory_members, with a preview. To pass an earlier result or a stored value, write its key (for example "memory_members") as the argument value, also inside an object or a list; the system replaces it with the stored value. Never copy a result into the arguments.
 - The step that ends the workflow calls the tool that writes the answer for the user. After it nothing more is needed."""
 
 _RULES_WITHOUT_ROUTINE = """Rules:
 - Work out which tools answer the request and call them in a sensible order.
 - Make exactly one tool call per turn.
 - Take argument values from the user's request, the system parameters and earlier results; do not invent values.
-- A result may show a long value as a key such as memory_members. Pass that key (for example "memory_members") as the argument value; the system replaces it with the stored value.
+- Every result is shown with its key, such as memory_search_employee = {...}; a long value inside a result is shown as a key of its own, such as memory_members, with a preview. To pass an earlier result or a stored value, write its key (for example "memory_members") as the argument value, also inside an object or a list; the system replaces it with the stored value. Never copy a result into the arguments.
 - Finish by calling the summarising tool, which writes the answer for the user."""
 
 _OUTPUT_FORMAT = """# Output format
@@ -80,11 +83,10 @@ def build_system_prompt(
     *,
     routines: Sequence[Routine | str],
     tools: Sequence[ToolSpec],
-    variables: Mapping[str, str] | None = None,
     system: Mapping[str, Any] | None = None,
     options: PromptOptions = PromptOptions(),
 ) -> str:
-    """The system prompt as the executor sees it at one step. ``variables``: memory key -> preview."""
+    """The system prompt of a run: the same at every step."""
     with_routine = options.with_routine and bool(routines)
     out = [options.role, "", _RULES_WITH_ROUTINE if with_routine else _RULES_WITHOUT_ROUTINE, ""]
     out += ["# Tools", "You can call these tools (JSON signatures inside <tools></tools>):", "<tools>"]
@@ -95,18 +97,23 @@ def build_system_prompt(
     if system:  # after the shared parts: runs of one Routine for different users share the prefix up to here
         out.append("# System parameters")
         out.extend(f"- {SYSTEM_PARAM_LABELS.get(k, k.replace('_', ' '))}: {v}" for k, v in system.items())
-        out.append("")
-    out += ["# Variables", "Long values stored during this task, by key (a preview of each):", "<variables>"]
-    out.extend(f"{key}: {preview}" for key, preview in (variables or {}).items())
-    out += ["</variables>"]
-    return "\n".join(out)
+    return "\n".join(out).rstrip("\n")
 
 
-def observation_text(value: Any) -> str:
-    """A tool result as the model sees it: compact JSON (text results stay text)."""
+def value_text(value: Any) -> str:
+    """A value as the model sees it: compact JSON (text stays text)."""
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def observation_text(key: str, shown: Any, new_keys: Mapping[str, str]) -> str:
+    """A step's result as the model sees it: ``<key> = <result>`` (long values inside it as their keys), then
+    one ``<key> = <preview>`` line for each key the result added. A long result that is not an object is
+    stored whole: its line is ``<key> = <preview>``."""
+    lines = [] if shown == key else [f"{key} = {value_text(shown)}"]
+    lines += [f"{k} = {preview}" for k, preview in new_keys.items()]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

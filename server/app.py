@@ -265,6 +265,9 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
         limit: Annotated[int | None, Field(description="Only the first N queries.", ge=1)] = None,
         out_dir: Annotated[str | None, Field(description="A folder name under the server's datasets folder "
                            "(default <scenario>-<split>).")] = None,
+        tools_in_prompt: Annotated[Literal["routine", "all"] | None, Field(description="Tools the records' prompts "
+                                   "list: 'routine' (the Routine's own) or 'all' (every downstream tool, the paper's "
+                                   "dataset); default: the server's setting.")] = None,
     ) -> DistillOut:
         """Run a scenario's queries through their Routines and write LLaMA-Factory ShareGPT training data."""
         Caller.current().require(SCOPE_DATASETS, "distill_dataset")
@@ -274,7 +277,8 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
 
         try:
             report = await svc.distill(scenario=scenario, split=split, teacher=teacher, with_routine=with_routine,
-                                       limit=limit, out_dir=out_dir, on_progress=progress)
+                                       limit=limit, out_dir=out_dir, on_progress=progress,
+                                       tools_in_prompt=tools_in_prompt)
         except (CallerError, KeyError, DownstreamError, ValueError) as exc:
             raise _fail(exc) from None
         return DistillOut(kept=report.kept, dropped=list(report.dropped), out_path=str(report.out_path),

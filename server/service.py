@@ -224,7 +224,8 @@ class RoutineService:
         routine, found = self.resolve_routine(query, routine_id)
         s = self.settings
         config = ExecutorConfig(
-            mode=run_mode, constrain=s.constrain, memory_threshold=s.memory_threshold, max_steps=s.max_steps,
+            mode=run_mode, constrain=s.constrain, tools_in_prompt=s.tools_in_prompt,
+            memory_threshold=s.memory_threshold, max_steps=s.max_steps,
             max_retries=s.max_retries, tool_timeout=s.tool_timeout,
         )
         runlog = _RunIds(self.runlog)
@@ -257,7 +258,8 @@ class RoutineService:
         return await planner.plan(draft, specs)
 
     async def distill(self, *, scenario: str, split: str, teacher: str, with_routine: bool, limit: int | None,
-                      out_dir: str | None, on_progress: Callable[..., Any] | None = None) -> Any:
+                      out_dir: str | None, on_progress: Callable[..., Any] | None = None,
+                      tools_in_prompt: str | None = None) -> Any:
         from trainer.distill import DistillOptions, distill
 
         scen = named_scenario(scenario, self.settings)  # a name, never a path: see docs/security.md
@@ -265,7 +267,8 @@ class RoutineService:
         teacher_backend = self.teacher_backend(teacher)
         return await distill(
             scen, split=split, teacher=teacher_backend, out_dir=out,
-            options=DistillOptions(with_routine=with_routine, limit=limit, memory_threshold=self.settings.memory_threshold),
+            options=DistillOptions(with_routine=with_routine, limit=limit, memory_threshold=self.settings.memory_threshold,
+                                   tools_in_prompt=tools_in_prompt or self.settings.tools_in_prompt),
             data_dir=self.settings.home, on_progress=on_progress,
         )
 

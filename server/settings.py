@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,7 +33,20 @@ class Settings(BaseSettings):
     local_dtype: Literal["float32", "bfloat16", "auto"] = Field(
         "float32", description="Embedded backend numerics: float32, bfloat16 (about twice as fast on CPUs with "
         "AVX512-BF16 or AMX) or auto (bfloat16 where the CPU has it natively).")
-    constrain: bool = Field(False, description="Constrain decoding to a valid call of the Routine's tools.")
+    constrain: Literal["none", "routine", "next"] = Field(
+        "next", description="Constrained decoding (backends that can): none; routine (one call of any tool the "
+        "prompt lists); next (one call of a tool the Routine allows at this step: docs/decisions.md says why this "
+        "is the default). true/false read as routine/none.")
+    tools_in_prompt: Literal["routine", "all"] = Field(
+        "routine", description="Tools the executor's prompt lists: routine (the Routine's own) or all (every "
+        "downstream tool, the paper's protocol, for comparisons).")
+
+    @field_validator("constrain", mode="before")
+    @classmethod
+    def _constrain_bool(cls, value: object) -> object:
+        if isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0")):
+            return "routine" if str(value).strip().lower() in ("true", "1") else "none"
+        return value
     planner_backend: Literal["local", "openai", "sampling"] = Field(
         "openai", description="Model that turns drafts into Routines (a large model is advised)."
     )

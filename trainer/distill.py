@@ -8,10 +8,11 @@ finish step with no failed attempt on the way and, where the scenario has a gold
 (same tools in the same order, same resolved arguments, same answer; free-text parameters by presence and
 type). Every other query is reported with the reason it was dropped.
 
-The record's prompts are rebuilt with the executor's own prompt builder from what the run recorded (the
-variables before each call, the system parameters), with the record's options: the student may be shown the
-Routine (``with_routine``) or not (the "internalised" model). Each record gets its own seeded tool order,
-and the executor runs with that order, so the prompt's ``<tools>`` block and the record's ``tools`` agree.
+The record's system prompt is rebuilt with the executor's own prompt builder (the system parameters as the
+run had them), with the record's options: the student may be shown the Routine (``with_routine``) or not (the
+"internalised" model). The prompt lists the Routine's tools (``tools_in_prompt="routine"``, the product) or
+every tool (``"all"``, the paper). Each record gets its own seeded tool order, and the executor runs with that
+order, so the prompt's ``<tools>`` block and the record's ``tools`` agree.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from routines.backends.base import Backend, ToolSpec
 from routines.calls import ToolCall
 from routines.errors import CallerError
-from routines.executor import CallRecord, Executor, ExecutorConfig, RunResult
+from routines.executor import CallRecord, Executor, ExecutorConfig, RunResult, prompt_tools
 from routines.flatten import flatten
 from routines.hub import ToolHub, ToolResult
 from routines.model import Routine
 from routines.prompt import PromptOptions, build_system_prompt
 from routines.scenario import Scenario
 from trainer.augment import PhrasingSets, augment, load_template_file
+from trainer.lengths import dataset_lengths
 from trainer.sharegpt import build_record, write_dataset
 
 log = logging.getLogger(__name__)
@@ -49,15 +51,16 @@ Progress = Callable[[int, int, str], Awaitable[None] | None]
 
 
 class DistillOptions(BaseModel):
-    """How to distill. The defaults give the paper's dataset: the Routine in the prompt, all tools listed in a
-    seeded random order per record, checked against gold."""
+    """How to distill. The defaults: the Routine in the prompt, its tools listed in a seeded random order per
+    record (``tools_in_prompt="all"``: every tool, the paper's dataset), checked against gold."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     with_routine: bool = Field(True, description="Show the Routine in the record's system prompt (False: the internalised model).")
     io: bool = Field(False, description="Render the Routine with its input/output descriptions.")
     tool_names: bool = Field(True, description="Name each step's tool in the rendered Routine.")
-    tools_in_prompt: Literal["all", "routine"] = Field("all", description="List every downstream tool, or only the Routine's (in its order).")
+    tools_in_prompt: Literal["routine", "all"] = Field(
+        "routine", description="List only the Routine's tools (the product), or every downstream tool (the paper).")
     shuffle_tools: bool = Field(True, description="A seeded random tool order per record.")
     seed: int = Field(0, description="Seed of the tool order and of the augmentation's choices.")
     augment: int = Field(0, ge=0, description="Extra records per query, reworded with the scenario's other templates.")
@@ -68,11 +71,13 @@ class DistillOptions(BaseModel):
     memory_threshold: int = Field(256, description="Tool output values longer than this go to variable memory.")
     max_retries: int = Field(2, description="Bad teacher calls fed back per step (any bad call still drops the record).")
     max_steps: int = Field(16, description="Most steps in one run.")
-    constrain: bool = Field(False, description="Constrain the teacher's decoding to valid calls.")
+    constrain: Literal["none", "routine", "next"] = Field(
+        "none", description="Constrain the teacher's decoding: none, routine (any listed tool) or next (the Routine's next step).")
     tool_timeout: float = Field(30.0, description="Seconds a downstream tool call may take.")
     name: str | None = Field(None, description="Dataset name (file stem and dataset_info key); default <scenario>_<split>.")
     tools_column: bool = Field(False, description="Also map the 'tools' column in dataset_info.json (LLaMA-Factory "
                                "then lists the tools a second time, after the executor's own list in 'system').")
+    lengths: bool = Field(True, description="Measure call and prompt lengths in the embedded model's tokens.")
 
     def dataset_name(self, scenario: str, split: str) -> str:
         return self.name or f"{scenario}_{split}" + ("" if self.with_routine else "_noroutine")
@@ -116,6 +121,8 @@ class DistillReport:
     without_phrasings: list[str] = field(default_factory=list)
     gold_checked: int = 0
     seconds: float = 0.0
+    lengths: dict[str, Any] = field(default_factory=dict)
+    """Token lengths of calls and system prompts (:func:`trainer.lengths.dataset_lengths`)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -146,12 +153,12 @@ def tool_order(tools: Sequence[ToolSpec], record_id: str, options: DistillOption
     return order
 
 
-def prompt_tools(order: Sequence[ToolSpec], routine: Routine, options: DistillOptions) -> list[ToolSpec]:
-    """The tools the executor lists in its prompt, as ``Executor.run`` picks them."""
-    if options.tools_in_prompt == "routine":
-        by_name = {t.name: t for t in order}
-        return [by_name[name] for name in routine.tools() if name in by_name]
-    return list(order)
+def listed_tools(order: Sequence[ToolSpec], routine: Routine, options: DistillOptions) -> list[ToolSpec]:
+    """The tools the executor lists in its prompt (``Executor.run`` picks them with the same function): a
+    record without its Routine in the prompt (the internalised student) lists every tool, as a run without a
+    Routine does."""
+    shown = [routine] if options.with_routine else []
+    return prompt_tools(shown, {t.name: t for t in order}, options.tools_in_prompt)
 
 
 def routine_table(routines: Sequence[Routine], with_variants: bool) -> dict[str, Routine]:
@@ -222,17 +229,12 @@ def compare_to_gold(calls: Sequence[CallRecord], answer: str | None, gold: Mappi
 def make_record(query: Mapping[str, Any], routine: Routine, order: Sequence[ToolSpec], result: RunResult,
                 options: DistillOptions) -> dict[str, Any]:
     """The ShareGPT record of a clean run, its prompts rebuilt with the executor's builder."""
-    tools = prompt_tools(order, routine, options)
-    record_prompt = options.record_prompt()
-    systems = [
-        build_system_prompt(routines=[routine], tools=tools, variables=c.variables_before, system=result.system,
-                            options=record_prompt)
-        for c in result.calls
-    ]
+    tools = listed_tools(order, routine, options)
+    system = build_system_prompt(routines=[routine], tools=tools, system=result.system, options=options.record_prompt())
     return build_record(
         record_id=str(query["id"]), query=str(query["query"]),
         calls=[ToolCall(c.tool, c.arguments) for c in result.calls], observations=[c.observation for c in result.calls],
-        systems=systems, tools=tools, answer=result.answer or "", query_id=str(query.get("augmented_from") or query["id"]),
+        system=system, tools=tools, answer=result.answer or "", query_id=str(query.get("augmented_from") or query["id"]),
         routine_id=routine.id or routine.name, routine_in_prompt=options.with_routine,
     )
 
@@ -344,6 +346,8 @@ async def distill(
                 log.info("dropped %s: %s", qid, reason)
             await _notify(on_progress, done, len(todo), f"{qid}: {'kept' if record is not None else 'dropped'}")
     name = options.dataset_name(scen.name, split)
+    lengths = dataset_lengths(records, {r.id or r.name: r for r in table.values()}, all_tools, options.record_prompt()) \
+        if options.lengths else {}
     out_path, info_path = write_dataset(records, Path(out_dir), name, tools_column=options.tools_column)
     report = DistillReport(
         scenario=scen.name, split=split, teacher=getattr(teacher, "name", "bound") if teacher else "bound",
@@ -352,7 +356,7 @@ async def distill(
         dropped=dropped, out_path=out_path, dataset_info_path=info_path,
         report_path=Path(out_dir) / f"{name}.report.json", dataset=name, augmented=len(extra),
         without_phrasings=without if options.augment else [], gold_checked=checked,
-        seconds=round(time.perf_counter() - started, 3),
+        seconds=round(time.perf_counter() - started, 3), lengths=lengths,
     )
     report.report_path.write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return report

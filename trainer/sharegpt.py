@@ -2,22 +2,21 @@
 
 One record per run::
 
-    {"id": "q-01", "system": "<the executor's system prompt at the first call>",
+    {"id": "q-01", "system": "<the executor's system prompt (the same at every call)>",
      "tools": "[{\"name\": ..., \"description\": ..., \"parameters\": {...}}, ...]",
      "conversations": [{"from": "human", "value": "<query>"},
                        {"from": "function_call", "value": "{\"name\": ..., \"arguments\": {...}}"},
                        {"from": "observation", "value": "<what the model saw>"}, ...,
                        {"from": "function_call", "value": "<the finish step's call>"}],
-     "systems": ["<prompt before call 1>", "<prompt before call 2>", ...],
      "answer": "...", "query_id": "q-01", "routine_id": "hr.salary", "routine_in_prompt": true}
 
 The conversation ends with the finish step's call, as in the paper's example: after it the model has
 nothing left to say, and LLaMA-Factory wants an even number of turns with the last one the model's.
-``system`` is the prompt as the executor built it before the first call (the ``<variables>`` block still
-empty); ``systems[k]`` is the exact prompt before call k, which grows as long values are stored. LLaMA-Factory
-ignores the keys its ``dataset_info.json`` entry does not map; our trainer uses ``systems`` for exact
-per-step supervision. Every extra key has one type in every record, so the HF ``json`` loader that
-LLaMA-Factory uses infers one schema for the file.
+``system`` is the prompt as the executor built it for the run: the conversation is append-only (keys appear
+in the observations that create them), so the text before call k is a prefix of the text before call k+1 and
+one record teaches all of its calls in one training sequence. LLaMA-Factory ignores the keys its
+``dataset_info.json`` entry does not map. Every extra key has one type in every record, so the HF ``json``
+loader that LLaMA-Factory uses infers one schema for the file.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ def build_record(
     query: str,
     calls: Sequence[ToolCall],
     observations: Sequence[str],
-    systems: Sequence[str],
+    system: str,
     tools: Sequence[ToolSpec],
     answer: str,
     query_id: str,
@@ -67,8 +66,8 @@ def build_record(
     observation is not part of the conversation (its result is ``answer``)."""
     if not calls:
         raise ValueError("a record needs at least one call")
-    if len(systems) != len(calls) or len(observations) < len(calls) - 1:
-        raise ValueError(f"{len(calls)} calls need as many system prompts and {len(calls) - 1} observations")
+    if len(observations) < len(calls) - 1:
+        raise ValueError(f"{len(calls)} calls need {len(calls) - 1} observations")
     turns: list[dict[str, str]] = [{"from": HUMAN, "value": query}]
     for k, call in enumerate(calls):
         turns.append({"from": FUNCTION, "value": call_value(call)})
@@ -76,10 +75,9 @@ def build_record(
             turns.append({"from": OBSERVATION, "value": observations[k]})
     return {
         "id": record_id,
-        "system": systems[0],
+        "system": system,
         "tools": json.dumps([t.as_dict() for t in tools], ensure_ascii=False),
         "conversations": turns,
-        "systems": list(systems),
         "answer": answer,
         "query_id": query_id,
         "routine_id": routine_id,
@@ -144,17 +142,13 @@ class Conversation:
     calls: list[ToolCall]
     observations: list[str]
     """``observations[k]`` followed ``calls[k]``; one fewer than the calls."""
-    systems: list[str] = field(default_factory=list)
     answer: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def system_at(self, k: int) -> str:
-        return self.systems[k] if self.systems else self.system
 
     def messages(self, k: int) -> list[Message]:
         """The messages the executor sent to the model before call ``k`` (same builder, byte for byte)."""
         history = [Turn(c, o) for c, o in zip(self.calls[:k], self.observations[:k])]
-        return build_messages(self.system_at(k), self.query, history)
+        return build_messages(self.system, self.query, history)
 
     def target(self, k: int) -> str:
         """The model output that makes call ``k``, as the executor parses it."""
@@ -196,7 +190,7 @@ def _call_of(value: Any, where: str, problems: list[str]) -> ToolCall | None:
 def check_record(record: Any, where: str = "record") -> tuple[Conversation | None, list[str]]:
     """Check one record against LLaMA-Factory's ShareGPT rules (roles alternate human/observation and
     function_call/gpt, an even number of turns, tools a JSON list) and ours (function_call values are calls
-    of listed tools; the system prompt lists the same tools in the same order; one system prompt per call).
+    of listed tools; the system prompt lists the same tools in the same order).
     Returns the conversation (None when unreadable) and the problems found."""
     problems: list[str] = []
     if not isinstance(record, dict):
@@ -239,18 +233,12 @@ def check_record(record: Any, where: str = "record") -> tuple[Conversation | Non
     block = _TOOLS_BLOCK.search(system)
     if block and tools and block.group(1).split("\n") != [tool_line(t) for t in tools]:
         problems.append(f"{where}: 'tools' is not the tool list of the system prompt, in its order")
-    systems = record.get("systems", [])
-    if not isinstance(systems, list) or not all(isinstance(s, str) for s in systems):
-        problems.append(f"{where}: 'systems' must be a list of strings")
-        systems = []
-    if systems and (len(systems) != len(calls) or systems[0] != system):
-        problems.append(f"{where}: 'systems' must hold one prompt per call ({len(calls)}), the first equal to 'system'")
     if problems:
         return None, problems
-    known = {"id", "system", "tools", "conversations", "systems", "answer"}
+    known = {"id", "system", "tools", "conversations", "answer"}
     return Conversation(
         id=str(record.get("id", where)), system=system, tools=tools, query=turns[0]["value"], calls=calls,
-        observations=observations, systems=systems, answer=str(record.get("answer", "")),
+        observations=observations, answer=str(record.get("answer", "")),
         extra={k: v for k, v in record.items() if k not in known},
     ), []
 

@@ -40,6 +40,7 @@ import torch
 from routines.backends import constrain
 from routines.backends.base import BaseBackend, Completion, Constraint, Message
 from routines.backends.batching import GroupDecoder, Row
+from routines.backends.chat import chat_messages, encode_prompt  # noqa: F401 - chat_messages is public here too
 from routines.backends.decoder import Decoder, KVCache, common_prefix
 
 logger = logging.getLogger(__name__)
@@ -95,17 +96,6 @@ def default_threads() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def chat_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
-    """Our messages as the chat template receives them (``tool`` becomes a wrapped ``user`` turn)."""
-    out: list[dict[str, str]] = []
-    for m in messages:
-        if m.role == "tool":
-            out.append({"role": "user", "content": f"<tool_response>\n{m.content}\n</tool_response>"})
-        else:
-            out.append(m.as_dict())
-    return out
-
-
 @dataclass
 class LoadedModel:
     """A model in memory, shared by every backend of the process that names the same files."""
@@ -122,10 +112,7 @@ class LoadedModel:
         return constrain.ll_tokenizer(self.tokenizer, self.decoder.vocab_size)
 
     def encode(self, messages: Sequence[Message]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(
-            chat_messages(messages), tokenize=False, add_generation_prompt=True
-        )
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return encode_prompt(self.tokenizer, messages)
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=False))

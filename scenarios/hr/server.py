@@ -3,8 +3,9 @@
 Data queries, permission verification, template generation (reports, letters, comparisons) and the
 ``summarize`` tool that ends every Routine. Tools that need the current user take ``user_id`` (a system
 parameter); data tools enforce access and answer ``permission denied: ...`` as a tool error. Parameters
-whose value is free text (checked for presence and type only in evaluation) carry ``"x-free-text": true``
-in their JSON schema; :data:`FREE_TEXT_PARAMS` lists them.
+whose value is free text (checked for presence and type only in evaluation) would carry ``"x-free-text":
+true`` in their JSON schema and be listed in :data:`FREE_TEXT_PARAMS`; since calls pass earlier results by
+reference, no HR parameter is free text.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from scenarios.hr.workdays import ATTENDANCE_MONTHS, HOLIDAYS, days, parse_date,
 
 logger = logging.getLogger(__name__)
 
-FREE_TEXT_PARAMS: dict[str, tuple[str, ...]] = {"summarize": ("data",), "generate_report": ("data",)}
+FREE_TEXT_PARAMS: dict[str, tuple[str, ...]] = {}
+"""None: a call passes earlier results by their memory keys, which the checker compares exactly (the
+``data`` of ``summarize`` and ``generate_report`` was free text while calls copied whole results)."""
 INSTRUCTIONS = (
     "HR system of Meridian Group (8,240 employees). Find people with search_employee and departments with "
     "search_department, then use the ids they return. Pass the current user's id as user_id where asked. "
@@ -43,8 +46,8 @@ Month = Annotated[str, Field(description="Month as YYYY-MM (attendance is kept f
 Day = Annotated[str, Field(description="Date as YYYY-MM-DD.", pattern=r"^\d{4}-\d{2}-\d{2}$", max_length=10)]
 FreeData = Annotated[
     dict[str, Any] | list[Any] | str,
-    Field(description="The facts to use: earlier tool outputs (an object of them) or a memory key's value.",
-          json_schema_extra={"x-free-text": True}),
+    Field(description="The facts to use: earlier results by their memory keys (an object of them, e.g. "
+          "{\"employee\": \"memory_get_employee\"}) or one key."),
 ]
 
 

@@ -45,6 +45,7 @@ serve_cmds.register(app)
 store_cmds.register(app)
 importlib.import_module("server.cli.distill_cmds").register(app)
 importlib.import_module("server.cli.eval_cmds").register(app)
+importlib.import_module("server.cli.train_cmds").register(app)
 
 
 class CLIError(Exception):

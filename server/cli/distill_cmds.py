@@ -12,6 +12,7 @@ import typer
 from routines.backends import create_backend
 from server.settings import Settings
 from trainer.distill import DistillOptions, distill
+from trainer.lengths import describe
 
 TEACHERS = ("bound", "local", "openai")
 
@@ -52,6 +53,9 @@ def register(app: typer.Typer) -> None:
         shuffle: Annotated[bool, typer.Option("--shuffle-tools/--no-shuffle-tools", help="Seeded tool order per record.")] = True,
         gold: Annotated[bool, typer.Option("--gold/--no-gold", help="Drop trajectories that differ from gold.")] = True,
         name: Annotated[str | None, typer.Option(help="Dataset name (default <scenario>_<split>).")] = None,
+        tools_in_prompt: Annotated[str | None, typer.Option(
+            help="Tools the records' prompts list: routine (the Routine's, the product) or all (every tool, the "
+                 "paper's dataset); default ROUTINE_TOOLS_IN_PROMPT.")] = None,
         data_dir: Annotated[Path | None, typer.Option(help="Data directory the scenario's servers use (default ROUTINE_DATA_DIR).")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
@@ -63,6 +67,7 @@ def register(app: typer.Typer) -> None:
         options = DistillOptions(
             with_routine=routine, augment=augment, seed=seed, limit=limit, flatten=flatten, shuffle_tools=shuffle,
             check_gold=gold, name=name, max_retries=settings.max_retries, max_steps=settings.max_steps,
+            tools_in_prompt=tools_in_prompt or settings.tools_in_prompt,
             memory_threshold=settings.memory_threshold, tool_timeout=settings.tool_timeout,
         )
         step = 1
@@ -98,4 +103,6 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  {item['id']}: {item['reason']}")
             if len(report.dropped) > 20:
                 typer.echo(f"  ... and {len(report.dropped) - 20} more (see {report.report_path})")
+        for line in describe(report.lengths):
+            typer.echo(line)
         typer.echo(f"dataset: {report.out_path}\ndataset_info: {report.dataset_info_path} (dataset {report.dataset!r})")

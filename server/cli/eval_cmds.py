@@ -1,6 +1,7 @@
 """``routine eval``: the evaluation harness from the command line (paper section 5, design 7).
 
-    routine eval --scenario hr --split test --config main --backend local [--constrain] [--limit 300] [--workers 2]
+    routine eval --scenario hr --split test --config main --backend local [--constrain next] [--tools-in-prompt all]
+        [--limit 300] [--workers 2]
 
 Records (once, cached) the scenario's gold trajectories through its servers, decomposes them into per-step
 samples under each configuration, runs them through the backend with a progress bar and writes a report
@@ -25,10 +26,12 @@ import typer
 
 from evals.configs import CONFIGS, EvalConfig, RoutineCatalog, build_samples, resolve_configs
 from evals.decompose import DEFAULT_SHUFFLE, SHUFFLES, TrajectorySet, load_trajectories, select_queries
-from evals.report import decoding, e2e_record, save_run, step_record, write_report
+from evals.report import e2e_record, save_run, setting, step_record, write_report
 from evals.runner import RunOptions, e2e_samples, run_end_to_end, run_samples, scripted_backend
 from routines.backends import create_backend
 from routines.backends.process import ProcessBackend, close_all, start_all
+from routines.errors import CallerError
+from routines.executor import TOOLS_IN_PROMPT, constrain_mode
 from routines.hub import ToolHub
 from routines.scenario import Scenario
 from server.settings import Settings
@@ -72,7 +75,12 @@ def register(app: typer.Typer) -> None:
         adapter: Annotated[str | None, typer.Option(help="LoRA adapter directory (local backend).")] = None,
         replies: Annotated[Path | None, typer.Option(
             help="Scripted backend: JSONL of {id, output} to judge; default answers every sample correctly.")] = None,
-        constrain: Annotated[bool, typer.Option(help="Constrain decoding to one call of any listed tool.")] = False,
+        constrain: Annotated[str, typer.Option(
+            help="Constrained decoding: none, routine (one call of any listed tool) or next (one call of a tool the "
+                 "Routine allows at that step).")] = "none",
+        tools_in_prompt: Annotated[str, typer.Option(
+            help="Tools the prompt lists: routine (the Routine's, the product protocol) or all (every downstream "
+                 "tool, the paper's protocol).")] = "routine",
         limit: Annotated[int | None, typer.Option(
             help="Evaluate a seeded subset of whole queries holding at least this many steps.")] = None,
         seed: Annotated[int, typer.Option(help="Seed of the tool order, candidate Routines and the subset.")] = 0,
@@ -108,6 +116,13 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--workers must be at least 1")
         if workers > 1 and kind != "local":
             raise typer.BadParameter(f"--workers is for the local backend; the {kind} backend takes --concurrency")
+        if tools_in_prompt not in TOOLS_IN_PROMPT:
+            raise typer.BadParameter(f"--tools-in-prompt must be one of {', '.join(TOOLS_IN_PROMPT)}")
+        try:
+            constrain = constrain_mode(constrain)
+        except CallerError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        label_setting = setting(constrain, tools_in_prompt)
         configs = resolve_configs(config)
         home = (data_dir or settings.data_dir).expanduser()
         the_scenario = Scenario.load(scenario)
@@ -125,7 +140,8 @@ def register(app: typer.Typer) -> None:
                                 ("--max-tokens", max_tokens if max_tokens != RunOptions().max_tokens else None)):
                 if value is not None:
                     parts += [flag, str(value)]
-            parts += ["--seed", str(seed), "--shuffle", shuffle] + (["--constrain"] if constrain else [])
+            parts += ["--seed", str(seed), "--shuffle", shuffle, "--tools-in-prompt", tools_in_prompt,
+                      "--constrain", constrain]
             return shlex.join(parts)
 
         def make_backends() -> list[Any]:
@@ -153,12 +169,13 @@ def register(app: typer.Typer) -> None:
             steps = sum(len(t.calls) for t in chosen)
             subset = "all" if limit is None else f"seeded subset (seed {seed}) of >= {limit} steps"
             typer.echo(f"{the_scenario.name}/{split}: {len(chosen)} of {len(tset.trajectories)} queries, {steps} steps "
-                       f"({subset}); model {name}, {decoding(constrain)} decoding", err=True)
+                       f"({subset}); model {name}, {label_setting}", err=True)
             catalog = RoutineCatalog.from_scenario(the_scenario)
             model_backends = make_backends()
             model_backend = model_backends[0] if model_backends else None
             meta_base = {"scenario": the_scenario.name, "split": split, "seed": seed, "shuffle": shuffle,
-                         "subset": subset, "left_out": len(tset.problems), "workers": workers}
+                         "subset": subset, "left_out": len(tset.problems), "workers": workers,
+                         "constrain": constrain, "tools_in_prompt": tools_in_prompt}
             options = RunOptions(constrain=constrain, max_tokens=max_tokens, concurrency=concurrency, chunk=chunk,
                                  progress=progress)
             try:
@@ -173,20 +190,23 @@ def register(app: typer.Typer) -> None:
                     if cfg.end_to_end:
                         async with ToolHub.from_config(the_scenario.servers(home)) as hub:
                             run_backend = model_backend or scripted_backend(
-                                e2e_samples(chosen, catalog, await hub.list_tools()), recorded or None,
+                                e2e_samples(chosen, catalog, await hub.list_tools(), tools_in_prompt),  # type: ignore[arg-type]
+                                recorded or None,
                                 repeat=settings.max_retries + 1)
                             tasks = await run_end_to_end(
                                 chosen, catalog, hub, run_backend, config=cfg, constrain=constrain,
+                                tools_in_prompt=tools_in_prompt,  # type: ignore[arg-type]
                                 concurrency=concurrency, max_retries=settings.max_retries,
                                 memory_threshold=settings.memory_threshold, max_tokens=max_tokens, progress=progress)
-                        record = e2e_record(cfg, tasks, model=name, constrained=constrain,
+                        record = e2e_record(cfg, tasks, model=name, constrained=label_setting,
                                             seconds=time.perf_counter() - started, meta=meta)
                         summary = f"success {100 * (record['rates']['success'] or 0):.1f}%"
                     else:
-                        samples = build_samples(cfg, chosen, tset.tools, catalog, seed=seed, shuffle=shuffle)  # type: ignore[arg-type]
+                        samples = build_samples(cfg, chosen, tset.tools, catalog, seed=seed, shuffle=shuffle,  # type: ignore[arg-type]
+                                                tools_in_prompt=tools_in_prompt)
                         lanes = model_backends or [scripted_backend(samples, recorded or None)]
                         results = await run_samples(samples, lanes, options, desc=cfg.name)
-                        record = step_record(cfg, results, model=name, constrained=constrain,
+                        record = step_record(cfg, results, model=name, constrained=label_setting,
                                              seconds=time.perf_counter() - started, meta=meta)
                         s = record["scores"]
                         summary = "  ".join(f"{k} {100 * (s[k] or 0):.1f}%" for k in ("structural", "tool", "parameters", "overall"))

@@ -71,7 +71,11 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str | None, typer.Option(help="Model / LoRA adapter name, or local model directory.")] = None,
         base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
         adapter: Annotated[str | None, typer.Option(help="LoRA adapter directory (local backend).")] = None,
-        constrain: Annotated[bool, typer.Option(help="Constrain decoding to valid calls.")] = False,
+        constrain: Annotated[str | None, typer.Option(
+            help="Constrained decoding: none, routine (any listed tool) or next (the Routine's next step; "
+                 "default: ROUTINE_CONSTRAIN).")] = None,
+        tools_in_prompt: Annotated[str | None, typer.Option(
+            help="Tools in the prompt: routine or all (default: ROUTINE_TOOLS_IN_PROMPT).")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
     ) -> None:
         """Run a Routine for one question, printing each step as it happens and the answer."""
@@ -88,7 +92,9 @@ def register(app: typer.Typer) -> None:
         )
         parsed_inputs = json.loads(inputs) if inputs else None
         config = ExecutorConfig(
-            mode=run_mode, constrain=constrain or settings.constrain, memory_threshold=settings.memory_threshold,
+            mode=run_mode, constrain=constrain or settings.constrain,  # type: ignore[arg-type]
+            tools_in_prompt=tools_in_prompt or settings.tools_in_prompt,  # type: ignore[arg-type]
+            memory_threshold=settings.memory_threshold,
             max_steps=settings.max_steps, max_retries=settings.max_retries, tool_timeout=settings.tool_timeout,
         )
 

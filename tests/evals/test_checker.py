@@ -281,3 +281,39 @@ def test_the_expected_call_written_out_always_passes(arguments: dict[str, Any]) 
     tools = [ToolSpec("free_form", "", {"type": "object"})]
     verdict = check_call(expected.text(), expected, tools)
     assert verdict.overall, verdict.detail
+
+
+# ---- arguments by reference (memory keys) ------------------------------------------------------------------
+SUMMARIZE = ToolSpec("summarize", "Write the answer from earlier results.", {
+    "type": "object",
+    "properties": {"topic": {"type": "string"},
+                   "data": {"anyOf": [{"type": "object"}, {"type": "array"}, {"type": "string"}]}},
+    "required": ["topic", "data"],
+})
+BY_REFERENCE = ToolCall("summarize", {
+    "topic": "performance", "data": {"employee": "memory_get_employee", "reviews": "memory_list_reviews"}})
+
+
+def check_reference(data: Any) -> Verdict:
+    return check_call(call_text("summarize", {"topic": "performance", "data": data}), BY_REFERENCE, [SUMMARIZE])
+
+
+def test_reference_arguments_pass_with_the_right_keys_only() -> None:
+    assert check_reference({"employee": "memory_get_employee", "reviews": "memory_list_reviews"}).overall
+    assert check_reference({"reviews": "memory_list_reviews", "employee": " memory_get_employee "}).overall
+    wrong = {
+        "another step's result": {"employee": "memory_search_employee", "reviews": "memory_list_reviews"},
+        "a repeat's key": {"employee": "memory_get_employee_2", "reviews": "memory_list_reviews"},
+        "keys swapped": {"employee": "memory_list_reviews", "reviews": "memory_get_employee"},
+        "a key left out": {"employee": "memory_get_employee"},
+        "one key for all": "memory_get_employee",
+        "the result copied": {"employee": {"employee_id": "E-1"}, "reviews": "memory_list_reviews"},
+        # the executor resolves keys as written: another spelling would reach the tool as plain text
+        "a key in other case": {"employee": "Memory_Get_Employee", "reviews": "memory_list_reviews"},
+    }
+    for why, data in wrong.items():
+        verdict = check_reference(data)
+        assert (verdict.tool, verdict.parameters, verdict.category) == (True, False, "param.value"), why
+        assert [p.parameter for p in verdict.problems] == ["data"], why
+    assert check_call(call_text("summarize", {"topic": "performance", "data": "memory_list_reviews"}),
+                      ToolCall("summarize", {"topic": "performance", "data": "memory_list_reviews"}), [SUMMARIZE]).overall

@@ -99,7 +99,7 @@ async def test_batching_backend_gets_chunks_with_a_constraint_of_every_listed_to
     samples = branch_samples(tset)
     backend = BatchingBackend(samples)
     assert batches_for_real(backend) and not batches_for_real(ScriptedBackend())
-    results = await run_samples(samples, backend, RunOptions(constrain=True, chunk=10, progress=False))
+    results = await run_samples(samples, backend, RunOptions(constrain="routine", chunk=10, progress=False))
     assert all(r.verdict.overall for r in results)
     assert backend.batches == [10, 10, 5]
     all_tools = sorted(t.name for t in tset.tools)
@@ -114,8 +114,42 @@ async def test_unconstrained_runs_send_no_constraint(tset: TrajectorySet) -> Non
     await run_samples(samples, backend, RunOptions(progress=False))
     assert backend.constraints == [None] * 4
     backend = scripted_backend(samples)
-    await run_samples(samples, backend, RunOptions(constrain=True, progress=False))
+    await run_samples(samples, backend, RunOptions(constrain="routine", progress=False))
     assert all(c is not None and len(c.tools) == len(tset.tools) for c in backend.constraints)
+    # booleans (the older setting) still read as a mode; False never constrains
+    assert (RunOptions(constrain=True).constrain, RunOptions(constrain=False).constrain) == ("routine", "none")  # type: ignore[arg-type]
+    backend = scripted_backend(samples)
+    await run_samples(samples, backend, RunOptions(constrain=False, progress=False))  # type: ignore[arg-type]
+    assert backend.constraints == [None] * 4
+
+
+def product_samples(tset: TrajectorySet) -> list[Sample]:
+    return build_samples(CONFIGS["routine_branch"], tset.trajectories, tset.tools, eval_toy.catalog(),
+                         tools_in_prompt="routine")
+
+
+async def test_the_next_constraint_admits_the_routines_next_step_and_every_branch_at_a_branch_point(
+    tset: TrajectorySet,
+) -> None:
+    samples = [s for s in product_samples(tset) if s.query_id in ("q-t01", "q-t02", "q-t04")]
+    backend = BatchingBackend(samples)
+    results = await run_samples(samples, backend, RunOptions(constrain="next", chunk=16, progress=False))
+    assert all(r.verdict.overall for r in results)
+    by_id = {r.sample.id: r.sample for r in results}
+    assert by_id["q-t01/2"].next_tools == by_id["q-t02/2"].next_tools == ("get_salary", "get_salary_band")
+    assert [t.name for t in by_id["q-t01/2"].allowed("next")] == ["get_salary", "get_salary_band"]
+    assert [t.name for t in by_id["q-t04/1"].allowed("next")] == ["count_members"]
+    # one chunk per set of admitted tools: the branch step never shares a grammar with another step
+    admitted = [tuple(t.name for t in c.tools) for c in backend.constraints if c is not None]
+    assert len(admitted) == len(backend.constraints) == len(backend.batches)
+    assert ("get_salary", "get_salary_band") in admitted and ("count_members",) in admitted
+    assert all(len(a) == 1 or a == ("get_salary", "get_salary_band") for a in admitted)
+    # "routine" admits every tool the product prompt lists: the query's Routine's tools
+    backend = BatchingBackend(samples)
+    await run_samples(samples, backend, RunOptions(constrain="routine", chunk=16, progress=False))
+    assert {tuple(t.name for t in c.tools) for c in backend.constraints if c is not None} == {
+        ("get_salary", "get_salary_band", "get_user_profile", "search_employee", "summarize"),
+        ("count_members", "list_team", "summarize")}
 
 
 async def test_http_backends_get_concurrent_requests_up_to_the_limit(tset: TrajectorySet) -> None:
@@ -146,7 +180,7 @@ def runs(items: list[str]) -> list[str]:
 
 async def test_lanes_give_the_same_results_in_the_same_order_as_one_backend(tset: TrajectorySet) -> None:
     samples = branch_samples(tset)[::-1]  # any order in, the same order out
-    options = RunOptions(constrain=True, chunk=4, progress=False)
+    options = RunOptions(constrain="routine", chunk=4, progress=False)
     alone = await run_samples(samples, BatchingBackend(samples), options)
     lanes = [BatchingBackend(samples, seconds_per_sample=0.002) for _ in range(2)]
     seen: list[SampleResult] = []
@@ -199,7 +233,7 @@ class CountingWorker(ProcessBackend):
 @pytest.mark.timeout(60)
 async def test_worker_processes_as_lanes_give_the_same_results_as_one_backend(tset: TrajectorySet) -> None:
     samples = branch_samples(tset)
-    options = RunOptions(constrain=True, chunk=3, progress=False)
+    options = RunOptions(constrain="routine", chunk=3, progress=False)
     alone = await run_samples(samples, BatchingBackend(samples), options)
     workers = [CountingWorker(echo_backend, answers=oracle_answers(samples)) for _ in range(2)]
     try:
@@ -224,6 +258,20 @@ async def test_workers_that_do_not_batch_get_one_sample_per_request(tset: Trajec
         batches_for_real(ProcessBackend(echo_backend))
 
 
+@pytest.mark.parametrize("tools_in_prompt", ["routine", "all"])
+async def test_an_end_to_end_run_sends_exactly_the_per_step_samples(tset: TrajectorySet, tools_in_prompt: str) -> None:
+    catalog = eval_toy.catalog()
+    async with ToolHub(eval_toy.servers()) as hub:
+        samples = e2e_samples(tset.trajectories, catalog, tset.tools, tools_in_prompt=tools_in_prompt)  # type: ignore[arg-type]
+        oracle = scripted_backend(samples)
+        results = await run_end_to_end(tset.trajectories, catalog, hub, oracle, tools_in_prompt=tools_in_prompt,  # type: ignore[arg-type]
+                                       progress=False)
+    assert len(results) == len(tset.trajectories) and all(r.success for r in results)
+    assert sorted(map(conversation_key, oracle.requests)) == sorted(conversation_key(s.messages()) for s in samples)
+    listed = {len(s.tools) for s in samples}
+    assert listed == ({len(tset.tools)} if tools_in_prompt == "all" else {2, 3, 5})  # the Routines' tools only
+
+
 async def test_end_to_end_scores_task_success(tset: TrajectorySet) -> None:
     catalog = eval_toy.catalog()
     async with ToolHub(eval_toy.servers()) as hub:
@@ -234,10 +282,11 @@ async def test_end_to_end_scores_task_success(tset: TrajectorySet) -> None:
         salary = [t for t in tset.trajectories if t.query_id == "q-t01"]
         steps = e2e_samples(salary, catalog, tset.tools)
         wrong = {s.id: s.expected.text() for s in steps}
-        wrong["q-t01/2"] = call_text("get_salary_band", {"employee_id": "E-001"})  # the other branch: allowed
-        (result,) = await run_end_to_end(salary, catalog, hub, scripted_backend(steps, wrong), progress=False)
-        assert result.finished and not result.calls_ok and not result.success
-        assert [c["name"] for c in result.calls][2] == "get_salary_band"
+        wrong["q-t01/2"] = call_text("get_salary_band", {"employee_id": "E-001"})  # the branch whose guard is false
+        (result,) = await run_end_to_end(salary, catalog, hub, scripted_backend(steps, wrong, repeat=2), progress=False)
+        assert not result.finished and not result.calls_ok and not result.success
+        assert [c["name"] for c in result.calls] == ["get_user_profile", "search_employee"]  # refused: never called
+        assert "condition does not hold" in (result.error or "") and result.model_requests == 2 + 3
 
         prose = {s.id: "no idea" for s in steps}
         (result,) = await run_end_to_end(salary, catalog, hub, scripted_backend(steps, prose, repeat=3),
@@ -252,7 +301,7 @@ async def test_embedded_model_constrained_to_the_listed_tools_makes_a_listed_cal
     from routines.backends.transformers import TransformersBackend
 
     samples = [s for s in branch_samples(tset) if s.query_id in ("q-t01", "q-t04")]
-    options = RunOptions(constrain=True, max_tokens=160, progress=False)
+    options = RunOptions(constrain="routine", max_tokens=160, progress=False)
     results = await run_samples(samples, TransformersBackend(threads=1), options)
     assert len(results) == 7
     finished = [r for r in results if r.meta["finish_reason"] == "stop"]

@@ -134,6 +134,76 @@ def test_recorded_calls_are_written_with_the_keys_stored_before_them() -> None:
     assert calls_as_written(calls, threshold=10_000)[1]["arguments"]["to"] == MEMBERS  # nothing stored
 
 
+# ---- whole results by reference (append-only conversations) -----------------------------------------------
+EMPLOYEE = {"employee_id": "E-1", "name": "Ada Lovelace"}
+REVIEWS = [{"year": 2023, "rating": 4}, {"year": 2024, "rating": 5}]
+
+
+def test_every_result_is_stored_whole_under_its_tools_name_and_repeats_get_a_number() -> None:
+    memory = VariableMemory(threshold=100)
+    first = memory.observe(EMPLOYEE, hint="get_employee")
+    assert (first.key, first.shown, first.new_keys) == ("memory_get_employee", EMPLOYEE, {})  # short: shown as it is
+    again = memory.observe({"employee_id": "E-2", "name": "Alan Turing"}, hint="get_employee")
+    assert again.key == "memory_get_employee_2"
+    same = memory.observe(EMPLOYEE, hint="get_employee")  # the same value again: a step's result has its own key
+    assert same.key == "memory_get_employee_3" and memory.values[same.key] == EMPLOYEE
+
+
+def test_a_result_with_a_long_value_shows_that_values_key_and_preview_once() -> None:
+    memory = VariableMemory(threshold=100, preview_chars=30)
+    seen = memory.observe({"team": "red", "members": MEMBERS}, hint="list_team")
+    assert seen.key == "memory_list_team" and memory.values["memory_list_team"] == {"team": "red", "members": MEMBERS}
+    assert seen.shown == {"team": "red", "members": "memory_members"}
+    assert list(seen.new_keys) == ["memory_members"] and seen.new_keys["memory_members"].startswith('["Member 00"')
+    long_text = memory.observe("policy text " * 30, hint="get_policy")  # not an object: only its key and preview
+    assert long_text.shown == "memory_get_policy" and list(long_text.new_keys) == ["memory_get_policy"]
+
+
+def test_whole_result_keys_resolve_at_any_depth_object_list_and_nested() -> None:
+    memory = VariableMemory(threshold=100)
+    employee = memory.observe(EMPLOYEE, hint="get_employee").key
+    reviews = memory.observe(REVIEWS, hint="list_reviews").key
+    # an object whose values are keys (summarize's data)
+    assert memory.resolve({"employee": employee, "reviews": reviews}) == {"employee": EMPLOYEE, "reviews": REVIEWS}
+    # a list of keys, and plain values beside them
+    assert memory.resolve([employee, reviews, "plain", 3]) == [EMPLOYEE, REVIEWS, "plain", 3]
+    # nested: an object in a list in an object, checked against the tool's schema on the way down
+    schema = {"properties": {"data": {"type": "object", "properties": {"rows": {"type": "array", "items": {
+        "type": "object", "properties": {"who": {"type": "object"}, "as_text": TEXT_PARAM}}}}}}}
+    args = {"data": {"rows": [{"who": employee, "as_text": reviews}], "n": 1}}
+    assert memory.resolve_args(args, schema) == {
+        "data": {"rows": [{"who": EMPLOYEE, "as_text": json.dumps(REVIEWS)}], "n": 1}}
+    assert memory.unknown_keys({"data": {"rows": [{"who": "memory_get_employe"}]}}) == ["memory_get_employe"]
+
+
+def test_encode_passes_earlier_results_by_reference_but_writes_ids_and_numbers_as_they_are() -> None:
+    memory = VariableMemory(threshold=100)
+    memory.observe(EMPLOYEE, hint="get_employee")
+    memory.observe(REVIEWS, hint="list_reviews")
+    memory.observe("E-1", hint="find_id")  # a bare id result: a model writes the id, not a key
+    data = {"employee": EMPLOYEE, "reviews": REVIEWS, "id": "E-1", "rating": 5}
+    assert memory.encode({"data": data}) == {
+        "data": {"employee": "memory_get_employee", "reviews": "memory_list_reviews", "id": "E-1", "rating": 5}}
+    assert memory.resolve(memory.encode({"data": data})) == {"data": data}
+
+
+def test_arguments_equal_to_an_earlier_result_stay_an_object_of_arguments() -> None:
+    """A call's arguments are an object whatever its values match: only the values are written as keys."""
+    calls = [
+        {"name": "get_employee", "arguments": {"employee_id": "E-1"}, "result": {"employee_id": "E-1"}},
+        {"name": "get_salary", "arguments": {"employee_id": "E-1"}, "result": {"salary": 1}},
+        {"name": "report", "arguments": {"data": EMPLOYEE}, "result": EMPLOYEE},
+        {"name": "archive", "arguments": EMPLOYEE, "result": "ok"},
+    ]
+    written = calls_as_written(calls, threshold=100)
+    assert [w["arguments"] for w in written] == [
+        {"employee_id": "E-1"}, {"employee_id": "E-1"}, {"data": EMPLOYEE}, {"employee_id": "E-1", "name": "Ada Lovelace"}]
+    memory = VariableMemory(threshold=100)
+    memory.observe({"employee_id": "E-1"}, hint="get_employee")
+    assert memory.encode_args({"employee_id": "E-1"}) == {"employee_id": "E-1"}
+    assert memory.encode_args({"data": {"employee_id": "E-1"}}) == {"data": "memory_get_employee"}
+
+
 def test_keys_never_cross_runs() -> None:
     first, second = VariableMemory(threshold=10), VariableMemory(threshold=10)
     key = first.put(MEMBERS, "members")

@@ -38,8 +38,11 @@ ADA_HR = [
     {"name": "get_user_profile", "arguments": {"user_id": "u-hr"}},
     {"name": "search_employee", "arguments": {"name": "Ada"}},
     {"name": "get_salary", "arguments": {"employee_id": "E-001"}},
-    {"name": "summarize", "arguments": {"topic": "salary", "data": {"employee_id": "E-001", "salary": 98000}}},
+    {"name": "summarize", "arguments": {"topic": "salary", "data": "memory_get_salary"}},
 ]
+FREE = Routine.from_data({**json.loads(SALARY_ROUTINE.read_text()), "steps": [
+    {k: v for k, v in s.items() if k != "args"} for s in json.loads(SALARY_ROUTINE.read_text())["steps"]]})
+"""The salary Routine with no bindings: every argument is the model's."""
 
 
 @pytest.fixture
@@ -76,7 +79,7 @@ async def test_model_mode_follows_the_scripted_calls_to_the_answer(hub: ToolHub,
     executor = _executor(hub, list(ADA_HR), runlog)
     result = await executor.run(SALARY, "What does Ada earn?", user_id="u-hr")
     assert result.ok, result.error
-    assert result.answer == "salary: employee_id=E-001, salary=98000"
+    assert result.answer == "salary: employee_id=E-001, name=Ada Lovelace, salary=98000"
     assert _tools(result) == ["get_user_profile", "search_employee", "get_salary", "summarize"]
     assert [c.step for c in result.calls] == ["1", "2", "3-1_1", "4"]
     assert _called(calls) == _tools(result)
@@ -108,7 +111,7 @@ async def test_hybrid_mode_asks_the_model_only_for_the_step_the_routine_leaves_o
     (request,) = executor.backend.requests  # type: ignore[union-attr]
     # The model sees the bound step as an earlier call with its observation.
     assert request[2] == Message("assistant", call_text("get_user_profile", {"user_id": "u-hr"}))
-    assert json.loads(request[3].content) == {"user_id": "u-hr", "role": "hr"}
+    assert request[3].content == 'memory_get_user_profile = {"user_id": "u-hr", "role": "hr"}'
 
 
 async def test_hybrid_mode_overlays_the_bound_arguments_on_the_models_call(hub: ToolHub, calls: Calls) -> None:
@@ -184,12 +187,12 @@ async def test_a_routine_naming_a_tool_no_server_has_is_the_callers_error(hub: T
 
 
 async def test_only_the_allowed_steps_tools_are_offered_to_a_constrained_backend(hub: ToolHub) -> None:
-    executor = _executor(hub, list(ADA_HR), constrain=True, tools_in_prompt="routine")
+    executor = _executor(hub, list(ADA_HR), constrain="next", tools_in_prompt="routine")
     result = await executor.run(SALARY, "Ada?", user_id="u-hr")
     assert result.ok
     constraints = executor.backend.constraints  # type: ignore[union-attr]
     assert [tuple(t.name for t in c.tools) for c in constraints] == [
-        ("get_user_profile",), ("search_employee",), ("get_salary", "get_salary_band"), ("summarize",)]
+        ("get_user_profile",), ("search_employee",), ("get_salary",), ("summarize",)]  # the role is hr: no band
     system = executor.backend.requests[0][0].content  # type: ignore[union-attr]
     tools = system.split("<tools>\n")[1].split("\n</tools>")[0]
     assert "get_salary_band" in tools and "delete_records" not in tools
@@ -246,7 +249,7 @@ async def test_arguments_that_do_not_fit_the_schema_are_fed_back(
     hub: ToolHub, calls: Calls, bad: dict[str, Any], message: str
 ) -> None:
     executor = _executor(hub, [{"name": "get_user_profile", "arguments": bad}, *ADA_HR])
-    result = await executor.run(SALARY, "Ada?", user_id="u-hr")
+    result = await executor.run(FREE, "Ada?", user_id="u-hr")
     assert result.ok
     (refused,) = [a for a in result.attempts if a.error]
     assert refused.extra["kind"] == "bad_arguments" and refused.error == message
@@ -284,20 +287,20 @@ async def test_a_long_member_list_becomes_a_key_and_the_next_tool_receives_the_r
     executor = _executor(hub, replies, runlog, memory_threshold=100)
     result = await executor.run(TEAM, "How big is the red team?")
     assert result.ok, result.error
-    assert result.calls[0].observation == '{"team": "red", "members": "memory_members"}'
+    assert result.calls[0].observation == (
+        'memory_list_team = {"team": "red", "members": "memory_members"}\n'
+        'memory_members = ["Red Member 01", "Red Member 02", "Red Member 03", "Red Member 04", "Red Member... (680 characters)')
     assert ("count_members", {"members": team_members("red")}) in calls
     assert result.calls[1].arguments == {"members": "memory_members"}
     assert result.calls[1].resolved_arguments == {"members": team_members("red")}
     assert result.calls[1].result == {"count": 40, "received": "list", "first": "Red Member 01"}
-    second_prompt = executor.backend.requests[1][0].content  # type: ignore[union-attr]
-    variables = second_prompt.split("<variables>")[1]
-    assert variables.startswith('\nmemory_members: ["Red Member 01", "Red Member 02"')
-    assert "Red Member 40" not in second_prompt  # only the preview, never the whole list
+    second = executor.backend.requests[1]  # type: ignore[union-attr]
+    assert "Red Member 40" not in "".join(m.content for m in second)  # only the preview, never the whole list
     assert runlog.get_run(result.run_id or "")["steps"][1]["resolved_arguments"] == {"members": team_members("red")}
-    # The executor builds the prompt incrementally; it must be exactly what the shared builder makes
-    # (distillation and evaluation use the builder).
-    tools = await hub.list_tools()
-    assert second_prompt == build_system_prompt(routines=[TEAM], tools=tools, variables=result.calls[1].variables_before)
+    # The system prompt is the shared builder's (distillation and evaluation use it too), the same at every step.
+    tools = [t for t in await hub.list_tools() if t.name in TEAM.tools()]
+    assert second[0].content == build_system_prompt(routines=[TEAM], tools=tools)
+    assert executor.backend.requests[0][0] == second[0]  # type: ignore[union-attr]
 
 
 async def test_a_key_inside_a_string_argument_is_replaced_by_the_value_text(hub: ToolHub, calls: Calls) -> None:
@@ -315,11 +318,11 @@ async def test_an_unknown_memory_key_is_refused(hub: ToolHub, calls: Calls) -> N
                {"name": "count_members", "arguments": {"members": "memory_team"}},
                {"name": "count_members", "arguments": {"members": "memory_members"}},
                {"name": "summarize", "arguments": {"topic": "t", "data": {}}}]
-    result = await _executor(hub, replies).run(TEAM, "How big is the red team?")
+    result = await _executor(hub, replies).run(Routine.from_data(unbound(team_routine(), "2")), "How big is the red team?")
     assert result.ok
     (refused,) = [a for a in result.attempts if a.error]
     assert refused.extra["kind"] == "unknown_key"
-    assert refused.error == "unknown memory key(s) memory_team (stored keys: memory_members)"
+    assert refused.error == "unknown memory key(s) memory_team (stored keys: memory_list_team, memory_members)"
     assert _called(calls).count("count_members") == 1
 
 
@@ -387,9 +390,140 @@ async def test_the_system_prompt_has_the_papers_parts(hub: ToolHub) -> None:
     assert "Make exactly one tool call per turn." in text
     assert "Step 2. Find employee: Search the employee by name, use the search_employee tool;" in text
     assert "- Branch 3-2 Step 1. Salary band: Otherwise get the salary band, use the get_salary_band tool;" in text
-    for tag in ("<routines>", "</routines>", "<variables>", "</variables>", "<tools>", "</tools>", "<tool_call>"):
+    for tag in ("<routines>", "</routines>", "<tools>", "</tools>", "<tool_call>"):
         assert tag in text
-    assert text.index("<tools>") < text.index("<routines>") < text.index("<variables>")
+    assert "<variables>" not in text  # keys appear in the results' turns: the conversation is append-only
+    assert text.index("<tools>") < text.index("<routines>") < text.index("current user id")
+
+
+# ---- the Routine's bindings and guards hold in model mode too ---------------------------------------
+async def test_model_mode_refuses_a_branch_whose_guard_is_false_and_never_calls_it(
+    hub: ToolHub, calls: Calls, runlog: RunLog
+) -> None:
+    # A staff user: the "full salary" branch's guard is false; the model takes it anyway, then the band.
+    replies = [ADA_HR[0] | {"arguments": {"user_id": "u-staff"}}, ADA_HR[1], ADA_HR[2],
+               {"name": "get_salary_band", "arguments": {"employee_id": "E-001"}}, ADA_HR[3]]
+    executor = _executor(hub, replies, runlog)
+    result = await executor.run(SALARY, "What does Ada earn?", user_id="u-staff")
+    assert result.ok, result.error
+    assert _tools(result) == ["get_user_profile", "search_employee", "get_salary_band", "summarize"]
+    assert "get_salary" not in _called(calls)  # the refused call never reached the server
+    (refused,) = [a for a in result.attempts if a.error]
+    assert refused.extra["kind"] == "guard_false" and refused.tool is None
+    assert refused.error == ("step 3-1_1 (get_salary) is a branch whose condition does not hold; "
+                             "the next call is get_salary_band (step 3-2_1)")
+    feedback = executor.backend.requests[3][-1]  # type: ignore[union-attr]
+    assert feedback.role == "user" and "get_salary_band (step 3-2_1)" in feedback.content
+    assert result.answer == "salary: band=B4, employee_id=E-001, name=Ada Lovelace"
+
+
+async def test_a_model_that_insists_on_a_closed_branch_fails_the_run(hub: ToolHub, calls: Calls) -> None:
+    replies = [ADA_HR[0], ADA_HR[1], *[{"name": "get_salary_band", "arguments": {"employee_id": "E-001"}}] * 3]
+    result = await _executor(hub, replies).run(SALARY, "Ada's band?", user_id="u-hr")  # hr: the band branch is closed
+    assert not result.ok and result.error_kind == "model"
+    assert "condition does not hold" in (result.error or "")
+    assert _called(calls) == ["get_user_profile", "search_employee"]
+
+
+async def test_model_mode_puts_the_bound_values_over_the_models_and_keeps_what_it_wrote(
+    hub: ToolHub, calls: Calls, runlog: RunLog
+) -> None:
+    # The model asks for another user's profile and another employee, and copies the salary result.
+    replies = [{"name": "get_user_profile", "arguments": {"user_id": "u-admin"}},
+               {"name": "search_employee", "arguments": {"name": "Alan"}},
+               ADA_HR[2],
+               {"name": "summarize", "arguments": {"topic": "pay", "data": {"salary": 1}}}]
+    executor = _executor(hub, replies, runlog)
+    result = await executor.run(SALARY, "What does Ada earn?", inputs={"employee_name": "Ada"}, user_id="u-hr")
+    assert result.ok, result.error
+    assert calls[1:3] == [("get_user_profile", {"user_id": "u-hr"}), ("search_employee", {"name": "Ada"})]
+    assert [c.arguments for c in result.calls] == [
+        {"user_id": "u-hr"}, {"name": "Ada"}, {"employee_id": "E-001"}, {"topic": "salary", "data": "memory_get_salary"}]
+    assert [a.extra.get("model_arguments") for a in result.attempts] == [
+        {"user_id": "u-admin"}, {"name": "Alan"}, None, {"topic": "pay", "data": {"salary": 1}}]
+    assert result.answer == "salary: employee_id=E-001, name=Ada Lovelace, salary=98000"
+    # the history the model sees next holds the call as made, and the run log keeps what the model wrote
+    assert executor.backend.requests[1][2] == Message("assistant", call_text("get_user_profile", {"user_id": "u-hr"}))  # type: ignore[union-attr]
+    assert '"u-admin"' in runlog.get_run(result.run_id or "")["steps"][0]["raw_output"]
+
+
+# ---- constraints ----------------------------------------------------------------------------------
+def _guards_removed() -> Routine:
+    data = json.loads(SALARY_ROUTINE.read_text())
+    for step in data["steps"]:
+        step.pop("when", None)  # the model decides the branch
+    return Routine.from_data(data)
+
+
+async def test_the_next_constraint_at_a_branch_holds_the_open_branches_first_tools_only(hub: ToolHub) -> None:
+    replies = [*ADA_HR[:2], {"name": "get_salary_band", "arguments": {"employee_id": "E-001"}}, ADA_HR[3]]
+    executor = _executor(hub, replies, constrain="next")
+    result = await executor.run(_guards_removed(), "Ada?", user_id="u-hr")
+    assert result.ok, result.error
+    constraints = executor.backend.constraints  # type: ignore[union-attr]
+    assert [tuple(t.name for t in c.tools) for c in constraints] == [
+        ("get_user_profile",), ("search_employee",), ("get_salary", "get_salary_band"), ("summarize",)]
+    assert [c.next_tools for c in result.calls] == [
+        ("get_user_profile",), ("search_employee",), ("get_salary", "get_salary_band"), ("summarize",)]
+    # With the guards, a staff user's branch point leaves one branch open.
+    staff = [ADA_HR[0] | {"arguments": {"user_id": "u-staff"}}, ADA_HR[1],
+             {"name": "get_salary_band", "arguments": {"employee_id": "E-001"}}, ADA_HR[3]]
+    executor = _executor(hub, staff, constrain="next")
+    assert (await executor.run(SALARY, "Ada?", user_id="u-staff")).ok
+    assert [c.tools[0].name for c in executor.backend.constraints] == [  # type: ignore[union-attr]
+        "get_user_profile", "search_employee", "get_salary_band", "summarize"]
+    assert all(len(c.tools) == 1 for c in executor.backend.constraints)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("constrain", "expected"), [(True, "routine"), ("routine", "routine"), (False, None), ("none", None)])
+async def test_the_routine_constraint_admits_any_tool_the_prompt_lists(hub: ToolHub, constrain: Any, expected: Any) -> None:
+    executor = _executor(hub, list(ADA_HR), constrain=constrain)
+    assert (await executor.run(SALARY, "Ada?", user_id="u-hr")).ok
+    names = ["get_user_profile", "search_employee", "get_salary", "get_salary_band", "summarize"]  # servers' order
+    got = [None if c is None else [t.name for t in c.tools] for c in executor.backend.constraints]  # type: ignore[union-attr]
+    assert got == [names if expected else None] * 4
+    with pytest.raises(CallerError, match="unknown constraint mode 'always'"):
+        ExecutorConfig(constrain="always")  # type: ignore[arg-type]
+
+
+# ---- the conversation is append-only ----------------------------------------------------------------
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+"""SmolLM2's chat format (ChatML), as a chat template."""
+
+
+@pytest.mark.parametrize("tools_in_prompt", ["routine", "all"])
+@pytest.mark.parametrize("which", ["salary", "team"])
+async def test_each_steps_prompt_is_the_previous_one_plus_its_call_and_result(
+    hub: ToolHub, which: str, tools_in_prompt: str
+) -> None:
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from routines.backends.chat import END_OF_TURN, render_prompt
+
+    team = [{"name": "list_team", "arguments": {"team": "red"}},
+            {"name": "count_members", "arguments": {"members": "memory_members"}},
+            {"name": "summarize", "arguments": {"topic": "team size", "data": "memory_count_members"}}]
+    routine, replies = (SALARY, ADA_HR) if which == "salary" else (TEAM, team)
+    executor = _executor(hub, list(replies), memory_threshold=100, tools_in_prompt=tools_in_prompt)
+    result = await executor.run(routine, "What does Ada earn?" if which == "salary" else "How big is red?",
+                                inputs=None if which == "salary" else {"team": "red"}, user_id="u-hr")
+    assert result.ok, result.error
+    requests = executor.backend.requests  # type: ignore[union-attr]
+    assert len(requests) == len(result.calls) == len(replies)
+    chatml = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE()), chat_template=CHATML)
+    for k in range(len(requests) - 1):
+        call = result.calls[k]
+        turn = [Message("assistant", call_text(call.tool, call.arguments)), Message("tool", call.observation)]
+        assert requests[k + 1] == requests[k] + turn
+        # the text the embedded model reads before call k, then call k as its training target, begins the text
+        # before call k + 1: one training sequence teaches every call of the run
+        before, after = render_prompt(chatml, requests[k]), render_prompt(chatml, requests[k + 1])
+        assert after.startswith(before + turn[0].content + END_OF_TURN)
+    if which == "team":  # the new key is shown in the turn that created it, the system prompt stays put
+        assert requests[1][-1].content.startswith('memory_list_team = {"team": "red", "members": "memory_members"}\n'
+                                                  'memory_members = ["Red Member 01"')
 
 
 # ---- the run log and step callbacks --------------------------------------------------------------

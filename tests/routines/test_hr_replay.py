@@ -135,7 +135,7 @@ async def test_the_embedded_model_fills_the_one_step_the_routine_leaves_open(
     (open_step,) = [s for s in data["steps"] if s["step"] == "4-1_2"]
     del open_step["args"]
     backend = create_backend("local")
-    executor = Executor(hub, backend, ExecutorConfig(constrain=True, tools_in_prompt="routine"))
+    executor = Executor(hub, backend, ExecutorConfig(constrain="next", tools_in_prompt="routine"))
     result = await executor.run(Routine.from_data(data), record["query"], inputs=record["inputs"],
                                 user_id=record["user_id"], mode="hybrid")
     assert mismatch(record, result) is None

@@ -206,14 +206,19 @@ async def test_a_run_with_native_calls_finishes_and_sends_the_history_as_tool_ca
         _response(None, [("get_salary_band", '{"employee_id": "E-002"}')]),
         _response(None, [("summarize", '{"topic": "band", "data": {"band": "B3"}}')]),
     )
-    executor = Executor(hub, endpoint.backend(native_tools=True), ExecutorConfig(constrain=True))
+    executor = Executor(hub, endpoint.backend(native_tools=True), ExecutorConfig(constrain="next"))
     result = await executor.run(Routine.from_file(SALARY_ROUTINE), "Alan's band?", user_id="u-staff")
     assert result.ok, result.error
-    assert result.answer == "band: band=B3"
+    # the Routine binds summarize's arguments: its topic and the band result by reference win over the model's
+    assert result.answer == "salary: band=B3, employee_id=E-002, name=Alan Turing"
+    assert result.attempts[-1].extra["model_arguments"] == {"topic": "band", "data": {"band": "B3"}}
     last = endpoint.bodies[-1]
     assert [m["role"] for m in last["messages"]] == ["system", "user"] + ["assistant", "tool"] * 3
     assert last["messages"][4]["tool_calls"][0]["function"]["name"] == "search_employee"
-    assert [t["function"]["name"] for t in endpoint.bodies[2]["tools"]] == ["get_salary", "get_salary_band"]
+    assert last["messages"][7]["content"].startswith('memory_get_salary_band = {"employee_id": "E-002"')
+    # each request offers the tools the Routine allows next: at the branch, the open one (a staff user: the band)
+    assert [[t["function"]["name"] for t in body["tools"]] for body in endpoint.bodies] == [
+        ["get_user_profile"], ["search_employee"], ["get_salary_band"], ["summarize"]]
     assert all(s.prompt_tokens == 321 for s in result.attempts)
 
 

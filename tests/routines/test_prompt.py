@@ -48,13 +48,13 @@ def test_default_prompt_has_every_section_in_order(salary: Routine, tools: list)
         "Rules:",
         "# System parameters",
         "# Routine",
-        "# Variables",
         "# Tools",
         "# Output format",
     ):
         assert prompt.count(section) == 1, section
-    for tag in ("routines", "variables", "tools"):
+    for tag in ("routines", "tools"):
         assert prompt.count(f"<{tag}>\n") == 1 and prompt.count(f"</{tag}>") >= 1, tag
+    assert "<variables>" not in prompt  # keys are shown in the turns that create them
     assert "- current user id: u-17" in prompt
     assert between(prompt, "<routines>", "</routines>") == render_routine(salary)
     assert "Follow the Routine step by step" in prompt
@@ -131,18 +131,11 @@ def test_routine_given_as_text_is_used_as_is(tools: list) -> None:
     assert between(build_system_prompt(routines=[text], tools=tools), "<routines>", "</routines>") == text
 
 
-def test_system_parameters_and_variables_only_when_given(salary: Routine, tools: list) -> None:
+def test_system_parameters_only_when_given(salary: Routine, tools: list) -> None:
     bare = build_system_prompt(routines=[salary], tools=tools)
     assert "# System parameters" not in bare
-    assert between(bare, "<variables>", "</variables>") == ""
-    full = build_system_prompt(
-        routines=[salary],
-        tools=tools,
-        system={"user_id": "u-17", "department_code": "HR"},
-        variables={"memory_members": "[{'id': 1}, ... (120 items)"},
-    )
-    assert "- current user id: u-17" in full and "- department code: HR" in full
-    assert between(full, "<variables>", "</variables>") == "memory_members: [{'id': 1}, ... (120 items)"
+    full = build_system_prompt(routines=[salary], tools=tools, system={"user_id": "u-17", "department_code": "HR"})
+    assert full.endswith("# System parameters\n- current user id: u-17\n- department code: HR")
 
 
 def test_prompt_is_deterministic(salary: Routine, tools: list) -> None:
@@ -150,7 +143,6 @@ def test_prompt_is_deterministic(salary: Routine, tools: list) -> None:
         "routines": [salary],
         "tools": tools,
         "system": {"user_id": "u"},
-        "variables": {"memory_x": "…"},
     }
     assert build_system_prompt(**kwargs) == build_system_prompt(**kwargs)
 
@@ -173,8 +165,14 @@ def test_messages_alternate_calls_and_observations() -> None:
     assert build_messages("S", "Q", []) == [Message("system", "S"), Message("user", "Q")]
 
 
-def test_observation_text() -> None:
-    assert observation_text("plain") == "plain"
-    assert observation_text({"name": "Zoë", "n": [1, 2]}) == '{"name": "Zoë", "n": [1, 2]}'
-    assert observation_text(None) == "null"
-    assert json.loads(observation_text({"a": {"b": True}})) == {"a": {"b": True}}
+def test_observation_text_shows_the_results_key_and_the_keys_it_added() -> None:
+    assert observation_text("memory_t", "plain", {}) == "memory_t = plain"
+    assert observation_text("memory_t", {"name": "Zoë", "n": [1, 2]}, {}) == 'memory_t = {"name": "Zoë", "n": [1, 2]}'
+    assert observation_text("memory_t", None, {}) == "memory_t = null"
+    line = observation_text("memory_t", {"a": {"b": True}}, {})
+    assert json.loads(line.split(" = ", 1)[1]) == {"a": {"b": True}}
+    team = observation_text("memory_list_team", {"members": "memory_members"}, {"memory_members": '["A", "B"... (900 characters)'})
+    assert team == 'memory_list_team = {"members": "memory_members"}\nmemory_members = ["A", "B"... (900 characters)'
+    # A long text result is stored whole and shown as its preview only.
+    assert observation_text("memory_policy", "memory_policy", {"memory_policy": "Leave... (3,000 characters)"}) == (
+        "memory_policy = Leave... (3,000 characters)")

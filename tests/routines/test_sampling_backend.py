@@ -32,7 +32,7 @@ ADA_HR = [
     call_text("get_user_profile", {"user_id": "u-hr"}),
     call_text("search_employee", {"name": "Ada"}),
     call_text("get_salary", {"employee_id": "E-001"}),
-    call_text("summarize", {"topic": "salary", "data": {"salary": 98000}}),
+    call_text("summarize", {"topic": "salary", "data": "memory_get_salary"}),
 ]
 
 
@@ -101,13 +101,13 @@ async def test_the_clients_model_executes_a_whole_routine(mode: str) -> None:
 
     async with Client(_front_server(), sampling_handler=model, mode=mode) as client:
         result = await client.call_tool("run_salary", {"query": "What does Ada earn?"})
-    assert result.data == {"answer": "salary: salary=98000", "error": None,
+    assert result.data == {"answer": "salary: employee_id=E-001, name=Ada Lovelace, salary=98000", "error": None,
                            "steps": ["get_user_profile", "search_employee", "get_salary", "summarize"]}
     assert len(asked) == 4
     messages, params = asked[-1]
     assert "<routines>" in params.system_prompt and "- current user id: u-hr" in params.system_prompt
     assert messages[0].content.text == "What does Ada earn?"
-    assert messages[-1].content.text.startswith('<tool_response>\n{"employee_id": "E-001"')
+    assert messages[-1].content.text.startswith('<tool_response>\nmemory_get_salary = {"employee_id": "E-001"')
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

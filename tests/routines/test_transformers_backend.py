@@ -137,6 +137,36 @@ def test_guide_forces_what_the_grammar_leaves_no_choice_about(byte_tokenizer: ll
     assert guide.forced(0) == guide.forced(0)  # asking does not move the matcher
 
 
+@pytest.mark.anyio
+async def test_the_next_grammar_at_a_branch_cannot_produce_another_steps_tool(
+    byte_tokenizer: llguidance.LLTokenizer,
+) -> None:
+    """The constraint the executor sends in ``next`` mode at the salary Routine's branch point (a staff user:
+    only the band branch is open) compiles to a grammar that takes the band call and no other tool's call."""
+    from routines.backends.scripted import ScriptedBackend
+    from routines.executor import Executor, ExecutorConfig
+    from routines.hub import ToolHub
+    from routines.model import Routine
+    from tests.fixtures.toy_server import SALARY_ROUTINE, create_toy_server
+
+    replies = [call_text("get_user_profile", {"user_id": "u-staff"}), call_text("search_employee", {"name": "Ada"}),
+               call_text("get_salary_band", {"employee_id": "E-001"}),
+               call_text("summarize", {"topic": "salary", "data": "memory_get_salary_band"})]
+    async with ToolHub({"toy": create_toy_server()}) as hub:
+        backend = ScriptedBackend(replies)
+        result = await Executor(hub, backend, ExecutorConfig(constrain="next")).run(
+            Routine.from_file(SALARY_ROUTINE), "Ada's pay?", user_id="u-staff")
+    assert result.ok, result.error
+    branch = backend.constraints[2]
+    assert branch is not None and [t.name for t in branch.tools] == ["get_salary_band"]
+    assert accepts(byte_tokenizer, branch, call_text("get_salary_band", {"employee_id": "E-001"}))
+    for other in (call_text("get_salary", {"employee_id": "E-001"}),  # the closed branch
+                  call_text("search_employee", {"name": "Ada"}),  # an earlier step
+                  call_text("summarize", {"topic": "salary", "data": "memory_get_salary_band"}),  # the next step
+                  call_text("delete_records", {"employee_id": "E-001"})):  # a tool no step names
+        assert not accepts(byte_tokenizer, branch, other), other
+
+
 # --- the real model ---------------------------------------------------------------------------
 
 SYSTEM = (

@@ -75,14 +75,17 @@ def make_replay(records: Sequence[dict[str, Any]], *, fail: Sequence[str] = (), 
 
 async def executor_requests(
     hub: ToolHub, routine: Routine, query: dict[str, Any], record: dict[str, Any], conv: Conversation,
-    *, with_routine: bool = True,
+    *, with_routine: bool = True, tools_in_prompt: str = "routine",
 ) -> list[list[Message]]:
     """Run ``query`` through the executor in model mode, the model replaying ``record``, the hub listing the
-    tools in the record's order; return what the model was sent before each call."""
+    record's tools in the record's order and then every other tool of the servers (the executor must leave
+    those out when the record lists the Routine's tools only); return what the model was sent before each call."""
     teacher = make_replay([record])
+    listed = {t.name for t in conv.tools}
+    listing = [*conv.tools, *(t for t in await hub.list_tools() if t.name not in listed)]
 
     class Ordered:
-        tools = conv.tools
+        tools = listing
 
         async def list_tools(self, refresh: bool = False) -> list[ToolSpec]:
             return list(self.tools)
@@ -90,7 +93,8 @@ async def executor_requests(
         async def call(self, name: str, arguments: Any, *, timeout: float | None = None) -> Any:
             return await hub.call(name, arguments, timeout=timeout)
 
-    config = ExecutorConfig(mode="model", prompt=PromptOptions(with_routine=with_routine))
+    config = ExecutorConfig(mode="model", prompt=PromptOptions(with_routine=with_routine),
+                            tools_in_prompt=tools_in_prompt)  # type: ignore[arg-type]
     result = await Executor(Ordered(), teacher, config).run(
         routine, query["query"], inputs=query.get("inputs"), user_id=query.get("user_id"))
     assert result.ok, result.error

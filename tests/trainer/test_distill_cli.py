@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from tests.conftest import Cli
 from trainer.sharegpt import load_dataset
 
 
+@pytest.mark.model  # the report's token lengths load the embedded model's tokenizer
 def test_distill_over_stdio(monkeypatch: pytest.MonkeyPatch, cli: Cli, toy_dir: Path,
                             tmp_path: Path) -> None:
     monkeypatch.setenv("ROUTINE_DATA_DIR", str(tmp_path / "data"))
@@ -19,7 +21,13 @@ def test_distill_over_stdio(monkeypatch: pytest.MonkeyPatch, cli: Cli, toy_dir: 
     assert code == 0, stderr
     lines = stdout.splitlines()
     assert lines[0].startswith("4 records from 4 queries (16 calls, teacher bound, ")
-    assert lines[1:] == [f"dataset: {out / 'toy_train_noroutine.jsonl'}",
+    # the lengths in the embedded model's tokens: no call over the 100-token limit, the prompt under both settings
+    assert re.fullmatch(r"call tokens: median [\d.]+, p95 \d+, max \d+; 0 of 16 over 100", lines[1]), lines[1]
+    assert lines[2].startswith("system prompt tokens (these records): median ")
+    routine, every = (int(re.search(r"=\w+: (\d+)-(\d+)", line).group(2)) for line in lines[3:5])  # type: ignore[union-attr]
+    assert lines[3].startswith("system prompt tokens per Routine, tools_in_prompt=routine: ")
+    assert lines[4].startswith("system prompt tokens per Routine, tools_in_prompt=all: ") and routine < every
+    assert lines[5:] == [f"dataset: {out / 'toy_train_noroutine.jsonl'}",
                          f"dataset_info: {out / 'dataset_info.json'} (dataset 'toy_train_noroutine')"]
     assert "[1/4] q-01: kept" in stderr and "[4/4] q-04: kept" in stderr
     conversations = load_dataset(out)

@@ -18,14 +18,15 @@ TOOLS = [
     ToolSpec("search_employee", "Find an employee.", {"type": "object", "properties": {"name": {"type": "string"}}}),
     ToolSpec("summarize", "Write the answer.", {"type": "object", "properties": {"facts": {"type": "object"}}}),
 ]
-CALLS = [ToolCall("search_employee", {"name": "Ada"}), ToolCall("summarize", {"facts": {"employee_id": "E-01"}})]
+CALLS = [ToolCall("search_employee", {"name": "Ada"}), ToolCall("summarize", {"facts": "memory_search_employee"})]
+OBSERVATION = 'memory_search_employee = {"employee_id": "E-01"}'
 
 
 def record(record_id: str = "q-1") -> dict[str, Any]:
-    systems = [build_system_prompt(routines=[], tools=TOOLS, variables=v) for v in ({}, {"memory_x": "[1, 2]"})]
     return build_record(
-        record_id=record_id, query="Who is Ada?", calls=CALLS, observations=['{"employee_id": "E-01"}'],
-        systems=systems, tools=TOOLS, answer="Ada is E-01.", query_id=record_id, routine_id="r", routine_in_prompt=False,
+        record_id=record_id, query="Who is Ada?", calls=CALLS, observations=[OBSERVATION],
+        system=build_system_prompt(routines=[], tools=TOOLS), tools=TOOLS, answer="Ada is E-01.", query_id=record_id,
+        routine_id="r", routine_in_prompt=False,
     )
 
 
@@ -41,17 +42,18 @@ def test_record_follows_llama_factory_rules() -> None:
     assert isinstance(rec["tools"], str) and [t["name"] for t in json.loads(rec["tools"])] == ["search_employee", "summarize"]
     conv, found = check_record(rec)
     assert found == [] and conv is not None
-    assert conv.calls == CALLS and conv.observations == ['{"employee_id": "E-01"}'] and conv.answer == "Ada is E-01."
+    assert conv.calls == CALLS and conv.observations == [OBSERVATION] and conv.answer == "Ada is E-01."
     assert conv.extra == {"query_id": "q-1", "routine_id": "r", "routine_in_prompt": False}
+    assert "systems" not in rec  # one system prompt per record: the conversation is append-only
 
 
 def test_messages_and_targets_are_what_the_executor_sends_and_parses() -> None:
     conv, _ = check_record(record())
     assert conv is not None
     first, second = conv.messages(0), conv.messages(1)
-    assert first == [Message("system", conv.systems[0]), Message("user", "Who is Ada?")]
-    assert second[2:] == [Message("assistant", CALLS[0].text()), Message("tool", '{"employee_id": "E-01"}')]
-    assert second[0].content == conv.systems[1] and "memory_x: [1, 2]" in second[0].content
+    assert first == [Message("system", build_system_prompt(routines=[], tools=TOOLS)), Message("user", "Who is Ada?")]
+    # append-only: the messages before call 1 are those before call 0, then call 0 and its result
+    assert second == first + [Message("assistant", CALLS[0].text()), Message("tool", OBSERVATION)]
     assert [parse_tool_call(target) for _, target in conv.steps()] == CALLS
 
 
@@ -68,7 +70,6 @@ def test_messages_and_targets_are_what_the_executor_sends_and_parses() -> None:
         (lambda r: r["conversations"][3].__setitem__("value", "<tool_call>{}</tool_call>"), "not valid JSON"),
         (lambda r: r.__setitem__("tools", json.dumps(list(reversed(json.loads(r["tools"]))))),
          "'tools' is not the tool list of the system prompt, in its order"),
-        (lambda r: r["systems"].pop(), "'systems' must hold one prompt per call (2)"),
     ],
 )
 def test_broken_records_are_reported(change: Any, message: str) -> None:
@@ -103,7 +104,7 @@ def test_load_reports_the_broken_records(tmp_path: Path) -> None:
     bad["conversations"].pop()
     path = tmp_path / "d.json"
     path.write_text(json.dumps([good, bad]))
-    with pytest.raises(DatasetFormatError, match=r"2 problem\(s\): record 1 \(id bad\): 3 turns"):
+    with pytest.raises(DatasetFormatError, match=r": 1 problem\(s\): record 1 \(id bad\): 3 turns"):
         load_dataset(path)
     (tmp_path / "e.jsonl").write_text(json.dumps(good) + "\n{not json\n")
     with pytest.raises(DatasetFormatError, match="line 2: not valid JSON"):

@@ -1,0 +1,52 @@
+"""``routine train``: LoRA fine-tuning of the executor on distilled datasets (:mod:`trainer.train`).
+
+    routine train --data DATASET_DIR --preset cpu --out adapters/hr [--extraction hr] [--resume]
+
+On GPUs the same command runs under ``accelerate launch -m server.cli train ...`` or ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def train(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Adapter folder (also holds checkpoints and metrics).")],
+        data: Annotated[list[str] | None, typer.Option(
+            help="A distilled dataset: .jsonl, or a folder with dataset_info.json (FOLDER:name picks one). Repeat "
+                 "for several.")] = None,
+        preset: Annotated[str, typer.Option(help="paper, cpu, tiny, or a JSON file of settings.")] = "cpu",
+        extraction: Annotated[str | None, typer.Option(
+            help="A scenario whose train queries become input-extraction examples (e.g. hr).")] = None,
+        base_model: Annotated[str | None, typer.Option(help="Base model folder or .gguf (default: SmolLM2-135M).")] = None,
+        epochs: Annotated[float | None, typer.Option(help="Override the preset's epochs.")] = None,
+        lr: Annotated[float | None, typer.Option(help="Override the preset's peak learning rate.")] = None,
+        batch_size: Annotated[int | None, typer.Option(help="Override the effective batch (sequences per step).")] = None,
+        lora_r: Annotated[int | None, typer.Option(help="Override the LoRA rank.")] = None,
+        max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+        save_every: Annotated[int | None, typer.Option(help="Checkpoint every N optimizer steps.")] = None,
+        threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+        special_tokens: Annotated[bool | None, typer.Option(
+            "--special-tokens/--no-special-tokens", help="<routines> tags as trained special tokens (paper 4.3).")] = None,
+        resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
+        progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    ) -> None:
+        """Train a LoRA adapter for the executor on Routine-distilled data."""
+        from trainer.train import TrainConfig
+        from trainer.train import train as run_training
+
+        logging.getLogger("trainer").setLevel(logging.INFO)
+        config = TrainConfig.from_preset(
+            preset, data=list(data or []), out=str(out), extraction=extraction, base_model=base_model, epochs=epochs,
+            lr=lr, batch_size=batch_size, lora_r=lora_r, max_steps=max_steps, save_every=save_every, threads=threads,
+            special_tokens=special_tokens,
+        )
+        summary = run_training(config, resume=resume, progress=progress)
+        typer.echo(json.dumps(summary))

@@ -1,0 +1,104 @@
+"""``routine train``: the sequences are exactly what the executor sends (token ids), the loss is on the calls
+only, and a tiny LoRA run moves the adapter and not the base weights (trl's way of testing a trainer)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routines.backends.chat import END_OF_TURN, encode_prompt, load_tokenizer
+from trainer.distill import DistillOptions, distill
+from trainer.sequences import IGNORE, SequenceError, build_sequence, conversation_sequence
+from trainer.sharegpt import load_dataset
+from trainer.train import TrainConfig, epoch_order, get_lr
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return load_tokenizer()
+
+
+@pytest.fixture
+async def toy_dataset(toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path) -> Path:
+    out = tmp_path / "data"
+    await distill(toy_dir, split="train", out_dir=out, data_dir=tmp_path, servers=toy_servers,
+                  options=DistillOptions(lengths=False, limit=3))
+    return out
+
+
+@pytest.mark.model
+async def test_a_sequence_holds_exactly_the_executors_prompts_and_trains_only_the_calls(
+    toy_dataset: Path, tokenizer: Any
+) -> None:
+    (conv, *_) = load_dataset(toy_dataset)
+    seq = conversation_sequence(tokenizer, conv)
+    assert len(conv.calls) >= 2
+    for k in range(len(conv.calls)):
+        prompt = encode_prompt(tokenizer, conv.messages(k))  # what the embedded backend feeds before call k
+        assert seq.input_ids[: len(prompt)] == prompt
+        assert all(label == IGNORE for label in seq.labels[: len(prompt)])
+        end = len(prompt) + len(tokenizer(conv.target(k) + END_OF_TURN, add_special_tokens=False)["input_ids"])
+        assert tokenizer.decode(seq.labels[len(prompt):end]) == conv.target(k) + END_OF_TURN
+    trained = [t for t, label in zip(seq.input_ids, seq.labels, strict=True) if label != IGNORE]
+    assert tokenizer.decode(trained) == "".join(conv.target(k) + END_OF_TURN for k in range(len(conv.calls)))
+
+
+@pytest.mark.model
+def test_a_conversation_that_is_not_append_only_is_refused(tokenizer: Any) -> None:
+    from routines.backends.base import Message
+
+    first = [Message("system", "S"), Message("user", "q")]
+    second = [Message("system", "S changed"), Message("user", "q"), Message("assistant", "a"), Message("tool", "r")]
+    with pytest.raises(SequenceError, match="does not extend the one before it"):
+        build_sequence(tokenizer, "r1", [(first, "a"), (second, "b")])
+
+
+def test_presets_read_and_schedule_warms_up_then_decays() -> None:
+    paper = TrainConfig.from_preset("paper")
+    assert (paper.lora_r, paper.lr, paper.warmup_ratio, paper.batch_size, paper.epochs) == (8, 1e-4, 0.1, 16, 3)
+    assert TrainConfig.from_preset("cpu", lr=1e-3).lr == 1e-3
+    with pytest.raises(Exception, match="no preset 'nope'"):
+        TrainConfig.from_preset("nope")
+    lrs = [get_lr(s, 100, paper) for s in range(100)]
+    assert lrs[0] < lrs[9] == pytest.approx(1e-4) and lrs[-1] < lrs[50] < lrs[10]
+    assert sorted(epoch_order(10, 1, 0)) == list(range(10)) and epoch_order(10, 1, 0) != epoch_order(10, 2, 0)
+
+
+@pytest.mark.model
+async def test_a_tiny_run_moves_the_adapter_not_the_base_and_resumes(toy_dataset: Path, tmp_path: Path) -> None:
+    import torch
+
+    from trainer.train import load_base
+
+    config = TrainConfig.from_preset("tiny", data=[str(toy_dataset)], out=str(tmp_path / "adapter"), save_every=1,
+                                     max_steps=2, threads=1)
+    base, _ = load_base(config)
+    before = {k: v.detach().clone() for k, v in base.named_parameters() if "layers.0." in k}
+    kept: dict[str, Any] = {}
+    from trainer.train import train
+
+    summary = train(config, progress=False, keep=kept)
+    assert summary["steps"] == 2
+    model = kept["model"]
+    after = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+             for k, v in model.named_parameters() if "layers.0." in k and "lora_" not in k}
+    for name, value in before.items():
+        assert torch.equal(after[name].float(), value.to(after[name].dtype).float()), name
+    lora_b = [v for k, v in model.named_parameters() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: training moved it
+    out = Path(config.out)
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert (out / "adapter_model.safetensors").stat().st_size < 5_000_000  # no embedding matrix inside
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] > 0 and r["tokens_per_s"] for r in rows)
+    assert (out / "loss.png").is_file() and "<routines>" in (out / "tokenizer_config.json").read_text()
+    # Resuming a finished run does nothing more; a longer run continues from the checkpoint.
+    saved = json.loads((out / "checkpoint" / "train_config.json").read_text())
+    (out / "checkpoint" / "train_config.json").write_text(json.dumps({**saved, "max_steps": 3}))
+    assert train(TrainConfig(out=config.out), resume=True, progress=False)["steps"] == 3
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
