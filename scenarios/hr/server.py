@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
+from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from scenarios.hr import answers, reports, views
@@ -57,6 +58,11 @@ def _month(month: str) -> tuple[Any, Any]:
     return parse_month(month)
 
 
+READ_ONLY = ToolAnnotations(readOnlyHint=True, idempotentHint=True)
+"""Every HR tool reads the database or writes text from a template: a call lost with its connection may be
+repeated (routines/hub.py repeats only such calls)."""
+
+
 def create_server(db_path: str | Path) -> FastMCP:
     """The HR tool server over the database at ``db_path`` (build it first with ``build_database``)."""
     db = HRData(db_path)
@@ -64,7 +70,7 @@ def create_server(db_path: str | Path) -> FastMCP:
     mcp = FastMCP("hr", instructions=INSTRUCTIONS)
 
     # ---- people and permissions --------------------------------------------------------------------
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_user_profile(user_id: UserId) -> dict[str, Any]:
         """Look up the current user: name, role (employee, manager, hr or hr_admin), title, department and
         the unit they manage, if any."""
@@ -77,7 +83,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                 "manages": managed["name"] if managed else None,
                 "manages_department_id": managed["department_id"] if managed else None}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def check_permission(
         user_id: UserId,
         action: Annotated[Literal[ACTIONS], Field(description="What the user wants to do.")],  # type: ignore[valid-type]
@@ -89,7 +95,7 @@ def create_server(db_path: str | Path) -> FastMCP:
         return {"allowed": decision.allowed, "reason": decision.reason, "user_id": user_id, "action": action,
                 "employee_id": employee_id}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def check_department_access(user_id: UserId, department_id: DepartmentId) -> dict[str, Any]:
         """Check whether the current user may see a whole department's detailed records (attendance).
         Returns allowed and the reason."""
@@ -97,7 +103,7 @@ def create_server(db_path: str | Path) -> FastMCP:
         return {"allowed": decision.allowed, "reason": decision.reason, "user_id": user_id,
                 "department_id": department_id}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def search_employee(
         name: Annotated[str, Field(description="Full or partial name, e.g. 'Maria Garcia'.", max_length=80)],
         department: Annotated[str, Field(description="Department or team name to narrow the search; empty for "
@@ -116,13 +122,13 @@ def create_server(db_path: str | Path) -> FastMCP:
             result["note"] = f"{len(rows)} employees match; narrow the search with the department parameter"
         return result
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_employee(employee_id: EmployeeId) -> dict[str, Any]:
         """Get an employee's directory profile: title, level, department, division, manager, hire date, tenure,
         location and contact."""
         return views.employee(db.employee_row(employee_id), db)
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_manager_chain(employee_id: EmployeeId) -> dict[str, Any]:
         """Get an employee's reporting line: the direct manager and every manager above, up to the CEO."""
         emp = db.employee_row(employee_id)
@@ -130,7 +136,7 @@ def create_server(db_path: str | Path) -> FastMCP:
         return {"employee_id": employee_id, "name": emp["full_name"], "direct_manager": chain[0] if chain else None,
                 "chain": chain, "chain_text": " -> ".join(f"{c['name']} ({c['title']})" for c in chain)}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_employee_projects(employee_id: EmployeeId) -> dict[str, Any]:
         """List the projects an employee works on, with their role, allocation and the project status."""
         emp = db.employee_row(employee_id)
@@ -142,7 +148,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                      "end_date": r["end_date"]} for r in rows]
         return {"employee_id": employee_id, "name": emp["full_name"], "count": len(projects), "projects": projects}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def compare_employees(
         employee_id_a: EmployeeId,
         employee_id_b: EmployeeId,
@@ -161,7 +167,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                 "comparison": reports.render_comparison(sides[0], sides[1], aspect)}
 
     # ---- pay ------------------------------------------------------------------------------------------
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_salary(user_id: UserId, employee_id: EmployeeId) -> dict[str, Any]:
         """Get an employee's individual salary (base pay, bonus target, last change). Only HR, and the employee
         themself, may see it; others get a permission error (use get_salary_band instead)."""
@@ -173,7 +179,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                 "bonus_target_pct": s["bonus_target_pct"], "last_change_date": s["last_change_date"],
                 "last_change_pct": s["last_change_pct"]}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_salary_band(employee_id: EmployeeId) -> dict[str, Any]:
         """Get the salary band (minimum, midpoint, maximum) of an employee's job family and level. Bands are
         open to everyone."""
@@ -185,7 +191,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                 "band_mid": band["mid_salary"], "band_max": band["max_salary"], "currency": band["currency"]}
 
     # ---- leave and attendance -------------------------------------------------------------------------
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_leave_balance(user_id: UserId, employee_id: EmployeeId) -> dict[str, Any]:
         """Get an employee's 2026 leave balances (annual, sick, personal): entitlement, carried over, used,
         scheduled, pending and remaining days. Visible to the employee, their managers and HR."""
@@ -199,7 +205,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                              "pending": b["pending"], "remaining": remaining})
         return {"employee_id": employee_id, "name": emp["full_name"], "year": 2026, "balances": balances}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_leave_requests(
         user_id: UserId,
         employee_id: EmployeeId,
@@ -217,7 +223,7 @@ def create_server(db_path: str | Path) -> FastMCP:
         return {"employee_id": employee_id, "name": emp["full_name"], "status_filter": status,
                 "count": len(requests), "requests": requests}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def count_working_days(start_date: Day, end_date: Day) -> dict[str, Any]:
         """Count the working days between two dates (inclusive), leaving out weekends and company holidays."""
         start, end = parse_date(start_date), parse_date(end_date)
@@ -233,7 +239,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                 "working_days": len(work), "weekend_days": sum(d.weekday() >= 5 for d in days(start, end)),
                 "holidays": holidays}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_attendance(user_id: UserId, employee_id: EmployeeId, month: Month) -> dict[str, Any]:
         """Get one employee's daily attendance for a month (status and check-in/out times per day) with a
         summary. Visible to the employee, their managers and HR."""
@@ -246,7 +252,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                 "summary": dict(counts), "attendance_rate": views.attendance_rate(counts),
                 "table": views.day_lines(rows)}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_performance_reviews(user_id: UserId, employee_id: EmployeeId) -> dict[str, Any]:
         """Get an employee's performance reviews (period, rating 1-5, goals met, reviewer, summary), newest
         first. Visible to the employee, their managers and HR."""
@@ -262,7 +268,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                 "reviews": reviews}
 
     # ---- departments ------------------------------------------------------------------------------------
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def search_department(
         name: Annotated[str, Field(description="Department or team name, e.g. 'Payroll'.", max_length=80)],
     ) -> dict[str, Any]:
@@ -280,13 +286,13 @@ def create_server(db_path: str | Path) -> FastMCP:
                 "matches": [{"department_id": u["department_id"], "name": u["name"], "kind": u["kind"]}
                             for u in units[:10]]}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_department_stats(department_id: DepartmentId) -> dict[str, Any]:
         """Get a department's key figures: headcount, sub-units, average tenure, level mix, locations, people on
         leave today, pending leave requests and active projects."""
         return db.department_stats(department_id)
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_department_members(department_id: DepartmentId) -> dict[str, Any]:
         """List everyone in a department and its sub-units (id, name, title, level, team, location, hire date),
         one person per line."""
@@ -295,7 +301,7 @@ def create_server(db_path: str | Path) -> FastMCP:
         return {"department_id": department_id, "department": unit["name"], "kind": unit["kind"],
                 "headcount": len(members), "members": views.member_lines(members, db)}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_org_chart(department_id: DepartmentId) -> dict[str, Any]:
         """Get the org chart around a department: the units above it with their heads, the units below it with
         managers and headcounts, and for a team the mix of roles."""
@@ -304,7 +310,7 @@ def create_server(db_path: str | Path) -> FastMCP:
         return {"department_id": department_id, "department": unit["name"], "path": path,
                 "chart": views.org_chart(db, department_id)}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_department_attendance(user_id: UserId, department_id: DepartmentId, month: Month) -> dict[str, Any]:
         """Get a month's attendance for everyone in a department: per-person day counts (present, remote,
         leave, sick, absent, late) as a table, with totals. Visible to the department's managers and HR."""
@@ -319,7 +325,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                 "attendance_rate": views.attendance_rate(totals), "table": table}
 
     # ---- policies -----------------------------------------------------------------------------------------
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def search_policy(
         query: Annotated[str, Field(description="Topic to look for, e.g. 'annual leave' or 'remote work'.",
                                     max_length=80)],
@@ -342,7 +348,7 @@ def create_server(db_path: str | Path) -> FastMCP:
                 "matches": [{"policy_id": p["policy_id"], "title": p["title"], "category": p["category"],
                              "score": s} for s, p in scored[:5]]}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def get_policy(
         policy_id: Annotated[str, Field(description="Policy id from search_policy, e.g. POL-001.",
                                         pattern=r"^POL-\d{3}$", max_length=7)],
@@ -354,7 +360,7 @@ def create_server(db_path: str | Path) -> FastMCP:
         return dict(row)
 
     # ---- generation ---------------------------------------------------------------------------------------
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def generate_report(
         report_type: Annotated[Literal[reports.REPORT_TYPES], Field(description="Which report to write.")],  # type: ignore[valid-type]
         subject: Annotated[str, Field(description="Who or what the report is about (a department or employee "
@@ -366,7 +372,7 @@ def create_server(db_path: str | Path) -> FastMCP:
         text = reports.render_report(report_type, subject, data)
         return {"report_type": report_type, "subject": subject, "title": text.splitlines()[0], "report": text}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def draft_letter(
         letter_type: Annotated[Literal[reports.LETTER_TYPES], Field(description="Which letter to write.")],  # type: ignore[valid-type]
         employee_id: EmployeeId,
@@ -384,7 +390,7 @@ def create_server(db_path: str | Path) -> FastMCP:
         letter = reports.render_letter(letter_type, emp, signer, salary, company)
         return {"letter_type": letter_type, "employee_id": employee_id, "signed_by": signer["name"], "letter": letter}
 
-    @mcp.tool
+    @mcp.tool(annotations=READ_ONLY)
     async def summarize(
         template: Annotated[Literal[answers.TEMPLATE_NAMES], Field(description="The answer template of the "  # type: ignore[valid-type]
                                                                                "Routine's last step.")],
