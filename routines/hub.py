@@ -87,7 +87,11 @@ _NOT_REPEATED = ("the connection was lost during the call, which may or may not 
 def _safe_to_repeat(tool: Any) -> bool:
     """True when an MCP tool says that calling it twice does no more than calling it once."""
     hints = getattr(tool, "annotations", None)
-    return bool(hints is not None and (getattr(hints, "readOnlyHint", None) or getattr(hints, "idempotentHint", None)))
+    if hints is None:
+        return False
+    fields = getattr(type(hints), "model_fields", {})  # MCP SDK v2 renamed the fields (the old names warn)
+    names = ("read_only_hint", "idempotent_hint") if "read_only_hint" in fields else ("readOnlyHint", "idempotentHint")
+    return any(bool(getattr(hints, name, None)) for name in names)
 
 
 def _idempotent_tools(entry: Any) -> set[str]:

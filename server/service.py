@@ -114,7 +114,7 @@ class RoutineService:
                 self._executor_backend = create_backend("openai", model=s.model, base_url=s.endpoint, api_key=s.api_key)
             elif s.executor_backend == "local":
                 self._executor_backend = create_backend(
-                    "local", model=s.local_model, adapter=s.local_adapter, dtype=s.local_dtype
+                    "local", model=s.local_model, adapter=s.executor_adapter, dtype=s.local_dtype
                 )
             else:
                 self._executor_backend = None

@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     model: str | None = Field(None, description="Model or LoRA adapter name sent to the endpoint (vLLM: the --lora-modules name).")
     api_key: str | None = Field(None, description="API key for the endpoint.")
     local_model: str | None = Field(None, description="Local model directory for the embedded backend (default: SmolLM2-135M GGUF).")
-    local_adapter: str | None = Field(None, description="A LoRA adapter directory for the embedded backend.")
+    local_adapter: str | None = Field(
+        None, description="A LoRA adapter directory for the embedded backend. Unset: the HR adapter shipped with "
+        "the package (routines/adapters/hr) when the base model is the embedded one; 'none': the base model alone.")
     local_dtype: Literal["float32", "bfloat16", "auto"] = Field(
         "float32", description="Embedded backend numerics: float32, bfloat16 (about twice as fast on CPUs with "
         "AVX512-BF16 or AMX) or auto (bfloat16 where the CPU has it natively).")
@@ -94,6 +96,25 @@ class Settings(BaseSettings):
     scenario_dirs: str | None = Field(
         None, description="Comma-separated scenario directories that distill_dataset may run by name, besides the "
         "built-in ones; MCP callers can only name scenarios, never give paths.")
+
+    @property
+    def executor_adapter(self) -> str | None:
+        """The adapter the embedded backend loads (see :meth:`adapter_for`)."""
+        return self.adapter_for(None)
+
+    def adapter_for(self, override: str | None, model: str | None = None) -> str | None:
+        """``override`` (a command's ``--adapter``), else ``local_adapter``, else the HR adapter shipped for
+        the embedded base model; ``none`` (either place) or a base model of your own (``model`` or
+        ``local_model``): None (no adapter)."""
+        chosen = override or self.local_adapter
+        if chosen:
+            return None if chosen.strip().lower() == "none" else chosen
+        if model or self.local_model:
+            return None
+        from routines.adapters import shipped_adapter
+
+        found = shipped_adapter("hr")
+        return str(found) if found else None
 
     @property
     def home(self) -> Path:

@@ -30,7 +30,7 @@ def teacher_backend(kind: str, settings: Settings, *, model: str | None, base_ur
             raise typer.BadParameter("an openai teacher needs --model (or ROUTINE_MODEL)")
         return create_backend("openai", model=model, base_url=base_url or settings.endpoint,
                               api_key=api_key or settings.api_key)
-    return create_backend("local", model=model or settings.local_model, adapter=adapter or settings.local_adapter,
+    return create_backend("local", model=model or settings.local_model, adapter=settings.adapter_for(adapter, model),
                           dtype=settings.local_dtype)
 
 

@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
         out_dir = out or home / "evals" / the_scenario.name / "report"
         recorded = _read_replies(replies) if replies else None
         name = label or _label(kind, model or (settings.model if kind == "openai" else settings.local_model),
-                               adapter or settings.local_adapter, replies)
+                               settings.adapter_for(adapter, model) if kind == "local" else None, replies)
 
         def command(cfg: EvalConfig) -> str:
             parts = ["routine", "eval", "--scenario", scenario, "--split", split, "--config", cfg.name, "--backend", kind]
@@ -147,7 +147,7 @@ def register(app: typer.Typer) -> None:
         def make_backends() -> list[Any]:
             """The model backends: none (scripted), one, or ``workers`` worker processes (local)."""
             if kind == "local":
-                local = {"model": model or settings.local_model, "adapter": adapter or settings.local_adapter,
+                local = {"model": model or settings.local_model, "adapter": settings.adapter_for(adapter, model),
                          "max_batch": max_batch, "dtype": dtype or settings.local_dtype}
                 if workers == 1:
                     return [create_backend("local", threads=threads, **local)]

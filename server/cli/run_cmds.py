@@ -38,7 +38,7 @@ def backend_from_options(kind: str | None, settings: Settings, **options: Any) -
         options = {"model": options.get("model") or settings.model, "base_url": options.get("base_url") or settings.endpoint,
                    "api_key": options.get("api_key") or settings.api_key}
     elif kind == "local":
-        options = {"model": options.get("model") or settings.local_model, "adapter": options.get("adapter") or settings.local_adapter,
+        options = {"model": options.get("model") or settings.local_model, "adapter": settings.adapter_for(options.get("adapter"), options.get("model")),
                    "dtype": settings.local_dtype}
     else:
         options = {}
