@@ -78,6 +78,8 @@ class StepOut(BaseModel):
     arguments: dict[str, Any]
     observation: str
     source: str = Field(description="'model' when the executor model made the call, 'bound' when the Routine did.")
+    model_arguments: dict[str, Any] | None = Field(
+        None, description="What the model wrote, where the Routine's bound values replaced some of it.")
 
 
 class RunOut(BaseModel):
@@ -114,6 +116,14 @@ class DistillOut(BaseModel):
     dropped: list[dict[str, Any]]
     out_path: str
     dataset_info_path: str | None
+
+
+def _model_arguments(result: Any, step: str) -> dict[str, Any] | None:
+    """The model's own arguments of ``step``'s accepted call when the Routine's bindings overrode them."""
+    for attempt in reversed(result.attempts):
+        if attempt.step == step and attempt.ok:
+            return attempt.extra.get("model_arguments")
+    return None
 
 
 def routine_out(routine: Any) -> RoutineOut:
@@ -194,7 +204,8 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
                 run_id=result.run_id, status=result.status, answer=result.answer, routine_id=routine.id,
                 routine_version=routine.version, retrieval_score=found.score if found else None,
                 steps=[StepOut(step=c.step, tool=c.tool, arguments=c.arguments, observation=c.observation,
-                               source=c.source) for c in result.calls],
+                               source=c.source, model_arguments=_model_arguments(result, c.step))
+                       for c in result.calls],
                 retries=sum(1 for a in result.attempts if not a.ok), inputs=result.inputs,
             )
 
