@@ -176,7 +176,8 @@ def decompose(
     samples: list[Sample] = []
     for traj in trajectories:
         shown = list(routines(traj)) if routines is not None else []
-        names = set(listed(traj) or ()) if listed is not None and listed(traj) is not None else None
+        listed_names = listed(traj) if listed is not None else None
+        names = set(listed_names) if listed_names is not None else None
 
         def keep(ts: tuple[ToolSpec, ...], names: set[str] | None = names) -> tuple[ToolSpec, ...]:
             return ts if names is None else tuple(t for t in ts if t.name in names)
