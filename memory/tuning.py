@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -212,3 +213,31 @@ def embedder_for(store: ProcedureStore, model: str | None = None) -> Embedder:
         return base
     name, adapter, _ = tuned
     return Embedder(model, adapter=(name, adapter))
+
+
+def export_adapter(store: ProcedureStore, path: str | Path, model: str | None = None) -> str:
+    """Write the store's newest adapter for ``model`` to ``path`` (the adapter, ``.npz``) and ``path`` with
+    ``.json`` (its name, base model and training info); return its name."""
+    base = Embedder(model)
+    tuned = store.tuned_model(base.name)
+    if tuned is None:
+        raise EmbeddingModelError("this store has no tuned adapter to export; run routine routines tune first")
+    name, adapter, info = tuned
+    target = Path(path)
+    target.write_bytes(adapter)
+    target.with_suffix(".json").write_text(
+        json.dumps({"name": name, "base_model": base.name, "info": info}, indent=2) + "\n", encoding="utf-8")
+    return name
+
+
+def import_adapter(store: ProcedureStore, path: str | Path) -> tuple[str, bool]:
+    """Store the adapter written by :func:`export_adapter` as the store's newest; return its name and whether
+    it was tuned on exactly this store's data and config (else it still works, tuned on other data)."""
+    source = Path(path)
+    meta = json.loads(source.with_suffix(".json").read_text(encoding="utf-8"))
+    adapter = source.read_bytes()
+    np.load(io.BytesIO(adapter))  # a readable adapter, or a clear error now
+    config = TuneConfig(**meta["info"].get("config", {}))
+    exact = adapter_name(meta["base_model"], training_data(store, config.recipe), config) == meta["name"]
+    store.put_tuned_model(meta["name"], meta["base_model"], adapter, {**meta["info"], "imported_from": source.name})
+    return meta["name"], exact

@@ -61,14 +61,23 @@ def register(routines: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help="Train even if this exact adapter is stored.")] = False,
         threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch (default: torch's).")] = None,
         reset: Annotated[bool, typer.Option("--reset", help="Remove the tuned adapters instead (back to the base model).")] = False,
+        save: Annotated[Path | None, typer.Option("--save", help="Write the store's adapter to FILE.npz (+ FILE.json) instead.")] = None,
+        load: Annotated[Path | None, typer.Option("--load", help="Use the adapter in FILE.npz (from --save) instead of tuning.")] = None,
     ) -> None:
         """Fine-tune the embedding model on the stored Routines, example questions and negatives (a LoRA adapter
         kept in the store, a minute or two on a CPU); retrieval then uses it."""
-        from memory.tuning import TuneConfig, tune
+        from memory.tuning import TuneConfig, export_adapter, import_adapter, tune
 
         with open_store() as store:
             if reset:
                 typer.echo(f"removed {store.delete_tuned_models()} tuned adapter(s)")
+                return
+            if save is not None:
+                typer.echo(f"wrote {export_adapter(store, save)} to {save} and {save.with_suffix('.json')}")
+                return
+            if load is not None:
+                name, exact = import_adapter(store, load)
+                typer.echo(f"using {name}" + ("" if exact else ", tuned on other data than this store's (tune to re-tune)"))
                 return
             if threads:
                 import torch
@@ -87,9 +96,11 @@ def sharpen_scenario_store(store_path: Path, scenario: Any, echo: Callable[[str]
     """What a careful user does to a store of a scenario's Routines (docs/procedure-memory.md): import the
     scenario's train questions as example questions and its negative questions, then tune the embedding model
     on them (once: an unchanged store keeps its adapter, so a second run costs nothing)."""
+    from memory.embeddings import Embedder
     from memory.errors import EmbeddingModelError
+    from memory.retrieval import Retriever
     from memory.store import ProcedureStore
-    from memory.tuning import tune
+    from memory.tuning import embedder_for, import_adapter, tune
 
     queries = scenario.root / scenario.manifest.get("queries", "data/queries_{split}.jsonl").format(split="train")
     negatives = scenario.root / scenario.manifest.get("negatives", "data/negatives_train.jsonl")
@@ -99,10 +110,19 @@ def sharpen_scenario_store(store_path: Path, scenario: Any, echo: Callable[[str]
         counts = store.example_counts()
         echo(f"   example questions: {sum(counts.values())} for {len(counts)} Routines ({added} new); negative "
              f"questions: {len(store.negatives())} ({refused} new)")
-        try:
-            result = tune(store, progress=lambda line: echo(f"     {line}"))
-        except EmbeddingModelError as exc:
-            echo(f"   retrieval uses the plain embedding model: {exc}")
-            return
-    echo(f"   embedding model tuned on them: {result.name}"
-         + (f" ({result.seconds:.0f} s)" if result.trained else " (already tuned)"))
+        shipped = scenario.root / scenario.manifest.get("embedding_adapter", "data/embedding_adapter.npz")
+        if store.tuned_model(Embedder().name) is None and shipped.exists():
+            name, exact = import_adapter(store, shipped)
+            echo(f"   embedding model adapter {name}, tuned on them and shipped with the scenario"
+                 + ("" if exact else " (on slightly different data: routine routines tune re-tunes on this store)"))
+        else:
+            try:
+                result = tune(store, progress=lambda line: echo(f"     {line}"))
+            except EmbeddingModelError as exc:
+                echo(f"   retrieval uses the plain embedding model: {exc}")
+                return
+            echo(f"   embedding model tuned on them: {result.name}"
+                 + (f" ({result.seconds:.0f} s)" if result.trained else " (already tuned)"))
+        embedded = Retriever(store, embedder_for(store)).sync_examples()  # now rather than at the first question
+    if embedded:
+        echo(f"   embedded {embedded} example and negative question(s) with it")

@@ -14,7 +14,15 @@ from memory.embeddings import DEFAULT_MODEL, Embedder
 from memory.errors import EmbeddingModelError
 from memory.retrieval import Retriever
 from memory.store import ProcedureStore
-from memory.tuning import TuneConfig, adapter_name, embedder_for, training_data, tune
+from memory.tuning import (
+    TuneConfig,
+    adapter_name,
+    embedder_for,
+    export_adapter,
+    import_adapter,
+    training_data,
+    tune,
+)
 
 pytest.importorskip("peft")
 
@@ -75,3 +83,31 @@ def test_tune_stores_an_adapter_that_retrieval_uses(store: ProcedureStore) -> No
     found = Retriever(store, tuned, threshold=0.0).retrieve("How much does Ana earn?")
     assert found.routine is not None and found.routine.id == "hr.salary"
     assert store.delete_tuned_models() == 1 and embedder_for(store).name == DEFAULT_MODEL
+
+
+@pytest.mark.model
+def test_an_adapter_exported_and_imported_is_the_same(store: ProcedureStore, tmp_path: Path) -> None:
+    store.add_examples([("hr.salary", q) for q in ("What does Ana earn?", "Salary of Bo Li")]
+                       + [("hr.leave", q) for q in ("Can Bo take Friday off?", "Leave days left for Ana")])
+    name = tune(store, config=TuneConfig(batch_size=4)).name
+    before = embedder_for(store).embed(["How much does Ana earn?"])
+    assert export_adapter(store, tmp_path / "a.npz") == name and (tmp_path / "a.json").exists()
+    store.delete_tuned_models()
+    assert import_adapter(store, tmp_path / "a.npz") == (name, False)  # config batch 4 is not the default's
+    np.testing.assert_allclose(embedder_for(store).embed(["How much does Ana earn?"]), before, atol=1e-6)
+
+
+@pytest.mark.model
+def test_the_hr_scenario_ships_a_working_adapter(tmp_path: Path) -> None:
+    from scenarios.hr import load_routines
+
+    data = Path(__file__).resolve().parents[2] / "scenarios" / "hr" / "data"
+    with ProcedureStore.open(tmp_path) as hr:
+        hr.save_many(load_routines())
+        hr.import_negatives(data / "negatives_train.jsonl")
+        name, _ = import_adapter(hr, data / "embedding_adapter.npz")
+        retriever = Retriever(hr, embedder_for(hr))
+        assert retriever.embedder.name.endswith(name)
+        found = retriever.retrieve("Draft a salary certificate for Thao Anderson (Finance).")
+        assert found.routine is not None and found.routine.id == "hr.employment_letter"
+        assert retriever.retrieve("Change the bank account my salary goes to.").abstained
