@@ -273,6 +273,7 @@ async def record_trajectories(
             raise CallerError(f"gold query {record.get('id')} names Routine {routine_id!r}, which the scenario lacks")
         result = await executor.run(
             routines[routine_id], record["query"], inputs=record.get("inputs") or {}, user_id=record.get("user_id"),
+            system=record.get("system"),
         )
         if on_done is not None:
             on_done()

@@ -9,7 +9,8 @@ A scenario directory holds ``scenario.json``::
      "servers": {"mcpServers": {"hr": {"command": "{python}", "args": ["-m", "scenarios.hr", "--db", "{data_dir}/hr.sqlite"]}}}}
 
 ``{python}`` is this interpreter, ``{data_dir}`` the caller's data directory, ``{scenario_dir}`` the folder.
-A query or gold file may also be gzipped (``.jsonl.gz``).
+A query or gold file may also be gzipped (``.jsonl.gz``). A scenario whose files are generated at set-up time
+(``cfb``) names the command in ``"build"``; a missing file then says to run it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class Scenario:
 
     def routines(self) -> list[Routine]:
         folder = self.root / self.manifest.get("routines", "routines")
+        if not folder.is_dir() and self.manifest.get("build"):  # a scenario generated at set-up time
+            raise CallerError(f"scenario {self.name} is not built yet ({folder} is missing); run: {self.manifest['build']}")
         return [Routine.from_file(p) for p in sorted(folder.glob("*.json"))]
 
     def routine_map(self) -> dict[str, Routine]:
@@ -80,10 +83,18 @@ class Scenario:
         return path.read_text(encoding="utf-8") if path.exists() else None
 
     def queries(self, split: str) -> list[dict[str, Any]]:
-        return _read_jsonl(self.root / self.manifest.get("queries", "data/queries_{split}.jsonl").format(split=split))
+        return self._data(self.manifest.get("queries", "data/queries_{split}.jsonl").format(split=split))
 
     def gold(self, split: str) -> list[dict[str, Any]]:
-        return _read_jsonl(self.root / self.manifest.get("gold", "data/gold_{split}.jsonl").format(split=split))
+        return self._data(self.manifest.get("gold", "data/gold_{split}.jsonl").format(split=split))
+
+    def _data(self, relative: str) -> list[dict[str, Any]]:
+        try:
+            return _read_jsonl(self.root / relative)
+        except CallerError as exc:
+            if self.manifest.get("build"):  # generated at set-up time: say how
+                raise CallerError(f"{exc}; build the scenario first: {self.manifest['build']}") from None
+            raise
 
     def servers(self, data_dir: str | Path) -> dict[str, Any]:
         """The mcpServers config to reach the scenario's tools, with placeholders filled."""
