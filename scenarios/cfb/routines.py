@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from routines.model import Routine
-from scenarios.cfb.source import CASE_PARAM, case_id, mcp_name
+from scenarios.cfb.source import CASE_PARAM, case_id, json_type, mcp_name
 
 _REF = re.compile(r"\$(var\d+)((?:\.[^.$]+)*)\$")
 _PART = re.compile(r"^[\w\-]+$")
@@ -189,7 +189,7 @@ def build_sample(index: int, sample: Mapping[str, Any], schemas: Mapping[str, di
                     keys.append(key)
                     inputs[key] = value
                     desc = props.get(name, {}).get("description") or name.replace("_", " ")
-                    input_props[key] = {"type": props.get(name, {}).get("type", "string"),
+                    input_props[key] = {"type": json_type(value),
                                         "description": f"{desc} (from the question)"}
                 binds[name] = Binding("input", "{{inputs." + key + "}}", value)
             else:

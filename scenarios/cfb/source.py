@@ -89,12 +89,39 @@ def load_spec() -> list[dict[str, Any]]:
 def mcp_name(name: str) -> str:
     """An MCP-valid tool name (letters, digits, ``_``, ``-``, ``.``): ``Get_Hotel_Reviews(Tips)_Sort_Option``
     becomes ``Get_Hotel_Reviews_Tips_Sort_Option``."""
-    return _INVALID.sub("_", name).strip("_")
+    return re.sub("_+", "_", _INVALID.sub("_", name)).strip("_")
 
 
 def case_id(index: int) -> str:
     """The case id of the sample at 0-based ``index``."""
     return f"cfb-{index + 1:04d}"
+
+
+def json_type(value: Any) -> str:
+    """The JSON schema type of a value."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
+
+
+def widen(tools: list[dict[str, Any]], calls: list[dict[str, Any]]) -> list[str]:
+    """Add to a parameter's type the types the resolved recorded calls give it (a ``$var`` reference to a
+    number for a parameter the spec calls a string, say), so every recorded call fits its schema. Returns
+    ``tool.param`` for each parameter widened."""
+    by_name = {t["name"]: t["inputSchema"]["properties"] for t in tools}
+    widened: set[str] = set()
+    for call in calls:
+        props = by_name[call["name"]]
+        for name, value in call["arguments"].items():
+            schema = props[name]
+            kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            kind = json_type(value)
+            if kind not in kinds and not (kind == "number" and "integer" in kinds and float(value).is_integer()):
+                schema["type"] = [*kinds, kind]
+                widened.add(f"{call['name']}.{name}")
+    return sorted(widened)
 
 
 def _param_schema(param: dict[str, Any]) -> dict[str, Any]:
