@@ -108,7 +108,8 @@ def json_type(value: Any) -> str:
 
 def widen(tools: list[dict[str, Any]], calls: list[dict[str, Any]]) -> list[str]:
     """Add to a parameter's type the types the resolved recorded calls give it (a ``$var`` reference to a
-    number for a parameter the spec calls a string, say), so every recorded call fits its schema. Returns
+    number for a parameter the spec calls a string, say) and to its enum the values they use, so every
+    recorded call fits its schema. Returns
     ``tool.param`` for each parameter widened."""
     by_name = {t["name"]: t["inputSchema"]["properties"] for t in tools}
     widened: set[str] = set()
@@ -120,6 +121,9 @@ def widen(tools: list[dict[str, Any]], calls: list[dict[str, Any]]) -> list[str]
             kind = json_type(value)
             if kind not in kinds and not (kind == "number" and "integer" in kinds and float(value).is_integer()):
                 schema["type"] = [*kinds, kind]
+                widened.add(f"{call['name']}.{name}")
+            if "enum" in schema and value not in schema["enum"]:  # e.g. the recorded sort_by 'popularitye'
+                schema["enum"] = [*schema["enum"], value]
                 widened.add(f"{call['name']}.{name}")
     return sorted(widened)
 
