@@ -219,7 +219,8 @@ class Executor:
         run_inputs = dict(inputs or {})
         if mode in ("hybrid", "bound"):
             run_inputs = await self._complete_inputs(routine, query, run_inputs, mode)
-        listed = prompt_tools([routine], tools, self.config.tools_in_prompt)
+        shown = [routine] if self.config.prompt.with_routine else []  # a hidden Routine: listed like no Routine
+        listed = prompt_tools(shown, tools, self.config.tools_in_prompt)
         run_id = self._start_log(routine, query, mode, sys_params, run_inputs)
         run = _Run(
             routine=routine, query=query, state=RunState(inputs=run_inputs, system=sys_params, steps={}),

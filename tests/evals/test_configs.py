@@ -21,8 +21,11 @@ async def tset(tmp_path: Path) -> TrajectorySet:
     return await eval_toy.trajectories(tmp_path)
 
 
-def samples(tset: TrajectorySet, name: str, seed: int = 0, catalog: RoutineCatalog | None = None) -> dict[str, Sample]:
-    made = build_samples(CONFIGS[name], tset.trajectories, tset.tools, catalog or eval_toy.catalog(), seed=seed)
+def samples(tset: TrajectorySet, name: str, seed: int = 0, catalog: RoutineCatalog | None = None,
+            tools_in_prompt: str = "all") -> dict[str, Sample]:
+    """Under the paper's protocol (every tool listed) unless told: there only the Routine part differs."""
+    made = build_samples(CONFIGS[name], tset.trajectories, tset.tools, catalog or eval_toy.catalog(), seed=seed,
+                         tools_in_prompt=tools_in_prompt)
     return {s.id: s for s in made}
 
 

@@ -37,8 +37,10 @@ async def tset(tmp_path: Path) -> TrajectorySet:
     return await eval_toy.trajectories(tmp_path)
 
 
-def branch_samples(tset: TrajectorySet) -> list[Sample]:
-    return build_samples(CONFIGS["routine_branch"], tset.trajectories, tset.tools, eval_toy.catalog())
+def branch_samples(tset: TrajectorySet, tools_in_prompt: str = "all") -> list[Sample]:
+    """Per-step samples of the branching Routine, every tool listed unless told (the paper's protocol)."""
+    return build_samples(CONFIGS["routine_branch"], tset.trajectories, tset.tools, eval_toy.catalog(),
+                         tools_in_prompt=tools_in_prompt)
 
 
 class BatchingBackend(BaseBackend):

@@ -42,14 +42,14 @@ def test_workers_run_the_samples_in_worker_processes(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(eval_cmds, "ProcessBackend", oracle_worker)
     result = CliRunner().invoke(app, eval_args(tmp_path, "--backend", "local", "--workers", "2", "--config",
-                                               "routine_branch", "--dtype", "bfloat16"))
+                                               "routine_branch", "--dtype", "bfloat16", "--adapter", "none"))
     assert result.exit_code == 0, result.output
     assert "starting 2 worker processes" in result.output and "2 workers ready" in result.output
     assert [kwargs["kind"] for kwargs, _ in made] == ["local", "local"]
     assert {(kwargs["threads"], kwargs["dtype"]) for kwargs, _ in made} == {(1, "bfloat16")}
     for _, worker in made:  # closed, after they exited when asked
         assert worker.process is not None and worker.process.exitcode == 0
-    run = json.loads((tmp_path / "report" / "runs" / "SmolLM2-135M__routine_branch__free.json").read_text())
+    run = json.loads((tmp_path / "report" / "runs" / "SmolLM2-135M__routine_branch__product-free.json").read_text())
     assert run["scores"]["overall"] == 1.0 and run["samples"] == len(samples) and run["workers"] == 2
     assert "--workers 2" in run["command"] and "--threads" not in run["command"]
 

@@ -97,7 +97,9 @@ async def test_prompts_are_exactly_what_the_executor_builds(
                 assert request[0].content == record["system"]
             assert ("<routines>" in record["system"]) is with_routine
             listed = {t.name for t in conv.tools}
-            assert listed == (set(routines[q["routine_id"]].tools()) if tools_in_prompt == "routine" else all_tools)
+            # the Routine's tools, unless the prompt hides the Routine: then every tool, as without a Routine
+            own = tools_in_prompt == "routine" and with_routine
+            assert listed == (set(routines[q["routine_id"]].tools()) if own else all_tools)
 
 
 async def test_model_teacher_gives_the_same_records(
@@ -202,12 +204,16 @@ async def test_by_default_records_list_only_the_routines_tools_in_the_seeded_ord
     assert orders(plain)[3] == ["get_user_profile", "list_department", "count_people", "summarize"]  # servers' order
 
 
-async def test_internalised_records_and_routine_tools_only(toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path) -> None:
+async def test_internalised_records_list_every_tool_like_a_run_without_routine(
+    toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path
+) -> None:
     records = await bound_records(toy_dir, toy_servers, tmp_path / "a", with_routine=False, tools_in_prompt="routine")
     assert all("<routines>" not in r["system"] and "Rules:\n- Work out which tools" in r["system"] for r in records)
     assert all(r["routine_in_prompt"] is False for r in records)
-    assert sorted(t["name"] for t in json.loads(records[3]["tools"])) == [
-        "count_people", "get_user_profile", "list_department", "summarize"]
+    listed = sorted(t["name"] for t in json.loads(records[3]["tools"]))
+    # no Routine in the prompt, so every tool of the server, as a run without a Routine lists them
+    assert {"count_people", "get_user_profile", "list_department", "summarize"} < set(listed)
+    assert "get_weather" in listed
     assert (tmp_path / "a" / "toy_train_noroutine.jsonl").exists()
 
 

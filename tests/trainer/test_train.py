@@ -38,10 +38,11 @@ async def test_a_sequence_holds_exactly_the_executors_prompts_and_trains_only_th
     (conv, *_) = load_dataset(toy_dataset)
     seq = conversation_sequence(tokenizer, conv)
     assert len(conv.calls) >= 2
+    end = 0  # where the previous call's tokens ended
     for k in range(len(conv.calls)):
         prompt = encode_prompt(tokenizer, conv.messages(k))  # what the embedded backend feeds before call k
         assert seq.input_ids[: len(prompt)] == prompt
-        assert all(label == IGNORE for label in seq.labels[: len(prompt)])
+        assert all(label == IGNORE for label in seq.labels[end: len(prompt)])  # the observation and the turn marks
         end = len(prompt) + len(tokenizer(conv.target(k) + END_OF_TURN, add_special_tokens=False)["input_ids"])
         assert tokenizer.decode(seq.labels[len(prompt):end]) == conv.target(k) + END_OF_TURN
     trained = [t for t, label in zip(seq.input_ids, seq.labels, strict=True) if label != IGNORE]
