@@ -186,12 +186,14 @@ async def run_samples(
     position = {id(samples[i]): i for i in ordered}
 
     async def run_chunk(lane: Backend, chunk: list[Sample]) -> None:
-        constraint = sample_constraint(chunk[0], options.constrain)
-        completions = await lane.complete_batch(  # type: ignore[attr-defined]
-            [s.messages() for s in chunk], constraint=constraint, max_tokens=options.max_tokens
-        )
-        for sample, completion in zip(chunk, completions, strict=True):
-            done(position[id(sample)], _judge(sample, completion))
+        """One ``complete_batch`` per constraint: the samples of a chunk that admit the same tools."""
+        for group in constraint_groups(chunk, options.constrain):
+            constraint = sample_constraint(group[0], options.constrain)
+            completions = await lane.complete_batch(  # type: ignore[attr-defined]
+                [s.messages() for s in group], constraint=constraint, max_tokens=options.max_tokens
+            )
+            for sample, completion in zip(group, completions, strict=True):
+                done(position[id(sample)], _judge(sample, completion))
 
     try:
         if all(batches_for_real(lane) for lane in lanes):
@@ -219,6 +221,17 @@ async def run_samples(
     finally:
         bar.close()
     return [r for r in results if r is not None]
+
+
+def constraint_groups(samples: Sequence[Sample], constrain: str) -> list[list[Sample]]:
+    """``samples`` grouped by the tools the constraint mode admits (one group without a constraint), each
+    group in the samples' order: a batch is decoded under one constraint."""
+    if constrain == "none":
+        return [list(samples)] if samples else []
+    groups: dict[tuple[str, ...], list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(tuple(sorted(t.name for t in sample.allowed(constrain))), []).append(sample)
+    return list(groups.values())
 
 
 def _routine_chunks(ordered: Sequence[Sample], size: int) -> dict[str, deque[list[Sample]]]:

@@ -333,3 +333,21 @@ async def test_two_embedded_model_workers_give_the_outputs_of_one_backend_in_pro
     assert len(together) == len(samples) == 6
     assert [r.output for r in together] == [r.output for r in alone]
     assert [r.verdict for r in together] == [r.verdict for r in alone]
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+async def test_every_batch_is_decoded_under_its_own_samples_next_step_constraint(tset: TrajectorySet, lanes: int) -> None:
+    """With ``next``, a batch must never carry another sample's constraint (a chunk spans several steps of a
+    Routine: decoding them all under the first step's tool forced every call to that tool)."""
+    samples = branch_samples(tset, tools_in_prompt="routine")
+    backends = [BatchingBackend(samples) for _ in range(lanes)]
+    results = await run_samples(samples, backends if lanes > 1 else backends[0],
+                                RunOptions(constrain="next", chunk=16, progress=False))
+    assert all(r.verdict.overall for r in results)
+    for backend in backends:
+        for size, constraint in zip(backend.batches, backend.constraints, strict=True):
+            assert constraint is not None and size >= 1
+    # each sample was decoded under exactly the tools its step allows
+    allowed = {tuple(sorted(t.name for t in s.allowed("next"))) for s in samples}
+    sent = {tuple(t.name for t in c.tools) for b in backends for c in b.constraints if c is not None}
+    assert sent == allowed and len(sent) > 1
