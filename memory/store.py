@@ -517,28 +517,14 @@ class ProcedureStore:
         ``routine_id`` and the question in ``query`` (as in distillation and query data sets), ``question`` or
         ``text``. ``source`` (default: the file name) labels them, so they can be removed together."""
         path = Path(path)
-        opener = gzip.open if path.suffix == ".gz" else open
         examples = []
-        try:
-            with opener(path, "rt", encoding="utf-8") as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InvalidExampleError(f"{path.name} line {n}: not JSON ({exc.msg})") from None
-                    text = next((row[k] for k in EXAMPLE_TEXT_FIELDS if isinstance(row, dict) and row.get(k)), None)
-                    if not isinstance(row, dict) or not row.get("routine_id") or not isinstance(text, str):
-                        raise InvalidExampleError(
-                            f"{path.name} line {n}: an example needs 'routine_id' and the question in "
-                            f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)}"
-                        )
-                    examples.append(Example(str(row["routine_id"]), text))
-        except (OSError, UnicodeDecodeError, EOFError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise InvalidExampleError(f"{path}: cannot read example questions ({exc})") from None
+        for n, row, text in _question_rows(path, "example questions"):
+            if not row.get("routine_id") or not isinstance(text, str):
+                raise InvalidExampleError(
+                    f"{path.name} line {n}: an example needs 'routine_id' and the question in "
+                    f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)}"
+                )
+            examples.append(Example(str(row["routine_id"]), text))
         name = source if source is not None else path.name
         return self.add_examples(examples, source=name, skip_unknown=skip_unknown)
 
@@ -636,28 +622,14 @@ class ProcedureStore:
         """Store the questions of a JSONL file (``.jsonl`` or ``.jsonl.gz``; the question in ``query``,
         ``question`` or ``text``) as negatives. A line with a ``routine_id`` is refused: it is an example."""
         path = Path(path)
-        opener = gzip.open if path.suffix == ".gz" else open
         texts = []
-        try:
-            with opener(path, "rt", encoding="utf-8") as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InvalidExampleError(f"{path.name} line {n}: not JSON ({exc.msg})") from None
-                    text = next((row[k] for k in EXAMPLE_TEXT_FIELDS if isinstance(row, dict) and row.get(k)), None)
-                    if not isinstance(text, str) or row.get("routine_id"):
-                        raise InvalidExampleError(
-                            f"{path.name} line {n}: a negative question needs the question in "
-                            f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)} and no 'routine_id'"
-                        )
-                    texts.append(text)
-        except (OSError, UnicodeDecodeError, EOFError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise InvalidExampleError(f"{path}: cannot read negative questions ({exc})") from None
+        for n, row, text in _question_rows(path, "negative questions"):
+            if not isinstance(text, str) or row.get("routine_id"):
+                raise InvalidExampleError(
+                    f"{path.name} line {n}: a negative question needs the question in "
+                    f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)} and no 'routine_id'"
+                )
+            texts.append(text)
         return self.add_negatives(texts, source=source if source is not None else path.name)
 
     def negatives(self) -> list[Example]:
@@ -712,3 +684,27 @@ class ProcedureStore:
             self.db.execute("delete from tuned_models")
             self._bump()
         return n
+
+
+def _question_rows(path: Path, what: str) -> list[tuple[int, dict[str, Any], Any]]:
+    """(line number, object, question text or None) of each non-empty line of a JSONL file (``.jsonl`` or
+    ``.jsonl.gz``); a line that is not a JSON object or a file that cannot be read is an InvalidExampleError
+    (a missing file stays FileNotFoundError)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InvalidExampleError(f"{path.name} line {n}: not JSON ({exc.msg})") from None
+                row = row if isinstance(row, dict) else {}
+                rows.append((n, row, next((row[k] for k in EXAMPLE_TEXT_FIELDS if row.get(k)), None)))
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise InvalidExampleError(f"{path}: cannot read {what} ({exc})") from None
+    return rows
