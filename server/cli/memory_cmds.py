@@ -4,7 +4,6 @@ store sharper (docs/procedure-memory.md). Registered on the ``routines`` group b
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from server.cli.store_cmds import JsonOpt, open_store
+from server.settings import Settings
 
 
 def register(routines: typer.Typer) -> None:
@@ -68,7 +68,8 @@ def register(routines: typer.Typer) -> None:
         kept in the store, a minute or two on a CPU); retrieval then uses it."""
         from memory.tuning import TuneConfig, export_adapter, import_adapter, tune
 
-        with open_store() as store:
+        settings = Settings()
+        with open_store(settings) as store:
             if reset:
                 typer.echo(f"removed {store.delete_tuned_models()} tuned adapter(s)")
                 return
@@ -83,7 +84,7 @@ def register(routines: typer.Typer) -> None:
                 import torch
 
                 torch.set_num_threads(threads)
-            result = tune(store, model=os.environ.get("ROUTINE_EMBEDDING_MODEL") or None,
+            result = tune(store, model=settings.embedding_model or None,
                           config=TuneConfig(epochs=epochs, seed=seed), force=force, progress=typer.echo)
         counts = f"{result.examples} example and {result.negatives} negative question(s), {result.routines} Routine(s)"
         if result.trained:

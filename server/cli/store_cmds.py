@@ -1,16 +1,16 @@
 """``routine routines add|list|show|rm|import|export``, ``routine routines examples import|list|rm``,
 ``routine retrieve`` and ``routine plan``.
 
-The store lives in ``$ROUTINE_DATA_DIR/routines.sqlite`` (default ``~/.routine``). Retrieval uses the
-bundled all-MiniLM-L6-v2 unless ``ROUTINE_EMBEDDING_MODEL`` names another local model; the abstention
-threshold is ``--threshold`` or ``ROUTINE_RETRIEVAL_THRESHOLD`` (default: calibrated, higher when Routines
-have example questions).
+Configuration comes from :class:`server.settings.Settings` (``ROUTINE_*`` variables or a ``.env`` file), as
+for the server, so both use the same store: ``$ROUTINE_DATA_DIR/routines.sqlite`` (default ``~/.routine``).
+Retrieval uses the bundled all-MiniLM-L6-v2 unless ``ROUTINE_EMBEDDING_MODEL`` names another local model; the
+abstention threshold is ``--threshold`` or ``ROUTINE_RETRIEVAL_THRESHOLD`` (default: calibrated, higher when
+Routines have example questions).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,8 +23,6 @@ from routines.render import parse_routine, render_routine
 from routines.validate import load_tools
 from server.settings import Settings
 
-DEFAULT_DATA_DIR = "~/.routine"
-
 ToolsOpt = Annotated[
     Path | None, typer.Option("--tools", help="Tool schemas (JSON list or tools/list result) to check tool names "
                               "(default: the tools of the servers in ROUTINE_SERVERS_FILE, when set).")
@@ -33,11 +31,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("ROUTINE_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+    """The configured data directory (``ROUTINE_DATA_DIR``, default ``~/.routine``)."""
+    return Settings().data_dir.expanduser()
 
 
-def open_store() -> ProcedureStore:
-    return ProcedureStore.open(data_dir())
+def open_store(settings: Settings | None = None) -> ProcedureStore:
+    """The configured store, ``routines.sqlite`` in the data directory (created if missing)."""
+    return ProcedureStore((settings or Settings()).store_path)
 
 
 def _read_routine(path: Path) -> Routine:
@@ -209,10 +209,10 @@ def register(app: typer.Typer) -> None:
         from memory.retrieval import Retriever
         from memory.tuning import embedder_for
 
-        env = os.environ.get("ROUTINE_RETRIEVAL_THRESHOLD")
-        limit = threshold if threshold is not None else (float(env) if env else None)
-        with open_store() as store:
-            embedder = embedder_for(store, os.environ.get("ROUTINE_EMBEDDING_MODEL") or None)
+        settings = Settings()
+        limit = threshold if threshold is not None else settings.retrieval_threshold
+        with open_store(settings) as store:
+            embedder = embedder_for(store, settings.embedding_model or None)
             result = Retriever(store, embedder, threshold=limit).retrieve(question, k=k)
         if as_json:
             typer.echo(json.dumps({

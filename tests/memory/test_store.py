@@ -11,6 +11,7 @@ import pytest
 
 from memory.errors import InvalidRoutineError, RoutineNotFoundError
 from memory.store import MIGRATIONS, STORE_FILE, ProcedureStore
+from memory.versions import RoutineVersions
 from routines.model import Routine
 from routines.validate import load_tools
 
@@ -136,16 +137,16 @@ def test_a_failure_mid_write_leaves_nothing_half_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, salary: Routine
 ) -> None:
     with ProcedureStore.open(tmp_path) as store:
-        real_save = ProcedureStore._save
+        real_insert = RoutineVersions.insert
         calls = []
 
-        def crash_on_second(self: ProcedureStore, routine: Routine) -> Routine:
+        def crash_on_second(self: RoutineVersions, routine: Routine) -> Routine:
             calls.append(routine.id)
             if len(calls) == 2:
                 raise RuntimeError("power cut")
-            return real_save(self, routine)
+            return real_insert(self, routine)
 
-        monkeypatch.setattr(ProcedureStore, "_save", crash_on_second)
+        monkeypatch.setattr(RoutineVersions, "insert", crash_on_second)
         with pytest.raises(RuntimeError, match="power cut"):
             store.save_many([salary, leave("Leave")])
     with ProcedureStore.open(tmp_path) as reopened:

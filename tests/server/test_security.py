@@ -145,16 +145,16 @@ async def test_a_routine_with_too_many_steps_is_refused_at_once_and_others_are_s
 
 
 async def test_validation_runs_off_the_event_loop(make_service, monkeypatch) -> None:
-    import memory.store
+    import memory.versions
 
     threads: list[threading.Thread] = []
-    original = memory.store.validate
+    original = memory.versions.validate
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         threads.append(threading.current_thread())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(memory.store, "validate", spy)
+    monkeypatch.setattr(memory.versions, "validate", spy)
     service = make_service()
     await service.save(huge_routine(100))
     assert threads and threading.main_thread() not in threads

@@ -37,6 +37,19 @@ def test_add_list_show_rm(cli: Cli, data_dir: Path) -> None:
     assert code == 2 and err == "error: no Routine 'example.salary'; the store is empty\n"
 
 
+def test_the_store_is_where_the_env_file_says(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: the store commands read their settings as the server does, ``.env`` included."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text(f"ROUTINE_DATA_DIR={tmp_path / 'from-env'}\n")
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("ROUTINE_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # were .env ignored, the store would land in ~/.routine
+    assert cli("routines", "add", str(EXAMPLES / "salary.json"))[1] == "saved example.salary version 1\n"
+    assert (tmp_path / "from-env" / "routines.sqlite").exists()
+    assert cli("routines", "list")[1] == "example.salary\tv1\t6 steps\tSalary enquiry\n"
+
+
 def test_invalid_routine_is_one_clear_error(
     cli: Cli, tmp_path: Path
 ) -> None:
