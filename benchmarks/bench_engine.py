@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from fastmcp import Client
 
-from memory.variables import calls_as_written
+from memory.variables import VariableMemory, calls_as_written
 from routines.backends.base import Message, ToolSpec
 from routines.backends.scripted import ScriptedBackend
 from routines.executor import Executor, ExecutorConfig, RunResult
@@ -107,7 +107,7 @@ async def overhead(golds: list[dict[str, Any]], routines: dict[str, Routine], to
     hub = ReplayHub(tools)
     out: dict[str, Any] = {}
     for mode in ("model", "hybrid", "bound"):
-        executor = Executor(hub, ScriptedBackend(), ExecutorConfig())
+        executor = Executor(hub, ScriptedBackend(), ExecutorConfig(), variables=VariableMemory)
         per_step: list[float] = []
         for _ in range(rounds):
             for gold in golds:
@@ -213,7 +213,7 @@ async def prompt_tokens(golds: list[dict[str, Any]], routines: dict[str, Routine
             for label, threshold in (("with", ExecutorConfig().memory_threshold), ("without", NO_MEMORY)):
                 backend = ScriptedBackend()
                 config = ExecutorConfig(memory_threshold=threshold, tools_in_prompt=listing)  # type: ignore[arg-type]
-                executor = Executor(hub, backend, config)
+                executor = Executor(hub, backend, config, variables=VariableMemory)
                 result, _ = await replay(executor, hub, routine, gold, "model")
                 head = backend.requests[0][0].content.rsplit("<variables>", 1)[0]
                 fixed = count([Message("system", head)])

@@ -35,7 +35,8 @@ import torch
 from routines.backends.base import Completion, Constraint, Message, ToolSpec
 from routines.backends.transformers import TransformersBackend
 from routines.calls import CallParseError, ToolCall, parse_tool_call
-from routines.prompt import Turn, build_messages, build_system_prompt
+from routines.prompt import build_messages, build_system_prompt
+from routines.trajectory import Call
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "local_model.json"
 
@@ -127,11 +128,8 @@ def samples(n_queries: int, n_steps: int) -> list[list[Message]]:
     for q in range(n_queries):
         steps = trajectory(q)
         for k in range(min(n_steps, len(steps))):
-            variables = {"memory_members": "E02000, E02001, E02002, ... (30 ids)"} if k >= 5 else {}
-            system = build_system_prompt(
-                routines=[ROUTINE], tools=tools, variables=variables, system={"user_id": "E00007"}
-            )
-            history = [Turn(call, obs) for call, obs in steps[:k]]
+            system = build_system_prompt(routines=[ROUTINE], tools=tools, system={"user_id": "E00007"})
+            history = [Call(str(i + 1), call.name, call.arguments, obs) for i, (call, obs) in enumerate(steps[:k])]
             out.append(
                 build_messages(
                     system, f"What is the salary of Person {q} in {['Finance', 'Sales'][q % 2]}?", history

@@ -34,6 +34,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def warm_runs(args: argparse.Namespace) -> dict[str, Any]:
     from evals.runner import answers_match
+    from memory.variables import VariableMemory
     from routines.backends import create_backend
     from routines.executor import Executor, ExecutorConfig
     from routines.hub import ToolHub
@@ -51,7 +52,7 @@ async def warm_runs(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     config = ExecutorConfig(mode="model", constrain=args.constrain, tools_in_prompt="routine")
     async with ToolHub.from_config(scenario.servers(Path(args.data_dir).expanduser())) as hub:
-        executor = Executor(hub, backend, config)
+        executor = Executor(hub, backend, config, variables=VariableMemory)
         for record in picked:
             t0 = time.perf_counter()
             result = await executor.run(routines[record["routine_id"]], record["query"], user_id=record["user_id"])

@@ -1,16 +1,18 @@
 """Trajectories and their decomposition into per-step test samples (paper 5.1.2, design 4.4).
 
-A **trajectory** is one gold query run to its end by the executor in ``bound`` mode through the scenario's
-own servers, so every observation and every variable-memory preview is exactly what a model would have
-seen at run time. Trajectories are checked against the scenario's gold calls and cached as JSONL under the
+A **trajectory** (:class:`routines.trajectory.Trajectory`, the executor's own run record) is one gold query
+run to its end by the executor in ``bound`` mode through the scenario's own servers, so every observation
+and every variable-memory preview is exactly what a model would have seen at run time. Trajectories are
+checked against the scenario's gold calls by the checker (:mod:`evals.gold`) and cached as JSONL under the
 data directory (keyed by a fingerprint of the gold data, the Routines and the memory threshold).
 
 A **sample** is one call of a trajectory: the run's system prompt (fixed for the run: the conversation is
 append-only), the query and the turns before it, the tool list in a seeded random order (every downstream
 tool under the paper's protocol, the shown Routines' tools under the product's), the expected call, the
 tools the Routine allowed next (for the ``next`` constraint) and the names of its free-text parameters. The
-prompt comes from :func:`routines.prompt.build_system_prompt`, the builder the executor itself uses, so a
-sample's messages are byte for byte what the executor sends.
+prompt and the conversation come from :func:`routines.prompt.build_system_prompt` and
+:func:`routines.prompt.build_messages`, the builders the executor itself uses, so a sample's messages are
+byte for byte what the executor sends.
 """
 
 from __future__ import annotations
@@ -20,16 +22,21 @@ import json
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from evals.gold import free_text_of, gold_differences
+from memory.variables import VariableMemory
 from routines.backends.base import Message, ToolSpec
 from routines.calls import ToolCall
 from routines.errors import CallerError
 from routines.executor import Executor, ExecutorConfig
 from routines.model import Routine
-from routines.prompt import PromptOptions, Turn, build_messages, build_system_prompt
+from routines.prompt import PromptOptions, build_messages, build_system_prompt
+from routines.trajectory import Call, Trajectory
+
+__all__ = ["Call", "Sample", "Trajectory", "TrajectorySet", "decompose", "load_trajectories", "select_queries"]
 
 log = logging.getLogger(__name__)
 
@@ -39,65 +46,6 @@ DEFAULT_SHUFFLE: Shuffle = "per-routine"
 """Measured in docs/evaluation.md: one order per Routine lets the samples of all queries of a Routine share
 their prompt prefix (tools and Routine) in the embedded backend's KV cache."""
 CACHE_VERSION = 2
-
-
-@dataclass(frozen=True)
-class TrajectoryCall:
-    """One call of a trajectory with what the model saw before it."""
-
-    step: str
-    name: str
-    arguments: dict[str, Any]
-    """Model-facing: long values appear as their ``memory_*`` keys."""
-    observation: str
-    free_text: tuple[str, ...] = ()
-    next_tools: tuple[str, ...] = ()
-    """The tools the Routine allowed at this step (several at a branch point): the ``next`` constraint."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step, "name": self.name, "arguments": self.arguments, "observation": self.observation,
-            "free_text": list(self.free_text), "next_tools": list(self.next_tools),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrajectoryCall:
-        return cls(
-            step=str(data["step"]), name=data["name"], arguments=dict(data["arguments"]),
-            observation=data["observation"], free_text=tuple(data.get("free_text") or ()),
-            next_tools=tuple(data.get("next_tools") or ()),
-        )
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """One query and the calls that answer it."""
-
-    query_id: str
-    query: str
-    routine_id: str
-    variant: str | None
-    system: dict[str, Any]
-    """System parameters as the run had them (``user_id``)."""
-    calls: tuple[TrajectoryCall, ...]
-    answer: str | None = None
-    inputs: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "query_id": self.query_id, "query": self.query, "routine_id": self.routine_id, "variant": self.variant,
-            "system": self.system, "inputs": self.inputs, "answer": self.answer,
-            "calls": [c.as_dict() for c in self.calls],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Trajectory:
-        return cls(
-            query_id=data["query_id"], query=data["query"], routine_id=data["routine_id"],
-            variant=data.get("variant"), system=dict(data.get("system") or {}),
-            calls=tuple(TrajectoryCall.from_dict(c) for c in data["calls"]), answer=data.get("answer"),
-            inputs=dict(data.get("inputs") or {}),
-        )
 
 
 @dataclass(frozen=True)
@@ -113,7 +61,8 @@ class Sample:
     variant: str | None
     system_prompt: str
     query: str
-    history: tuple[Turn, ...]
+    history: tuple[Call, ...]
+    """The trajectory's calls before this one (the conversation is built from them)."""
     tools: tuple[ToolSpec, ...]
     expected: ToolCall
     free_text: tuple[str, ...] = ()
@@ -184,14 +133,14 @@ def decompose(
 
         key = traj.routine_id if shuffle == "per-routine" else traj.query_id
         query_tools = keep(tuple(tools) if shuffle == "none" else order_tools(tools, seed, key))
-        history: list[Turn] = []
+        history: list[Call] = []
         prompt = build_system_prompt(routines=shown, tools=query_tools, system=traj.system, options=options)
         for index, call in enumerate(traj.calls):
             step_tools = query_tools
             if shuffle == "per-sample":  # a tool order per sample: the prompt changes at every step
                 step_tools = keep(order_tools(tools, seed, f"{traj.query_id}/{index}"))
                 prompt = build_system_prompt(routines=shown, tools=step_tools, system=traj.system, options=options)
-            expected = ToolCall(call.name, call.arguments)
+            expected = call.call
             samples.append(
                 Sample(
                     id=f"{traj.query_id}/{index}", query_id=traj.query_id, index=index, step=call.step,
@@ -200,7 +149,7 @@ def decompose(
                     config=config, next_tools=call.next_tools if shown else (),
                 )
             )
-            history.append(Turn(expected, call.observation))
+            history.append(call)
     return samples
 
 
@@ -225,35 +174,6 @@ def select_queries(trajectories: Sequence[Trajectory], min_steps: int | None, se
 # ---- recording trajectories -----------------------------------------------------------------------
 
 
-def _free_text(gold_call: Mapping[str, Any]) -> tuple[str, ...]:
-    value = gold_call.get("free_text") or ()
-    if isinstance(value, Mapping):  # {"param": true}
-        return tuple(k for k, v in value.items() if v)
-    return tuple(value)
-
-
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True, ensure_ascii=False) == json.dumps(b, sort_keys=True, ensure_ascii=False)
-
-
-def gold_mismatches(record: Mapping[str, Any], calls: Sequence[Any]) -> list[str]:
-    """How the executed ``calls`` (``CallRecord``s) differ from the gold record's calls; empty when equal.
-    Gold arguments may be written model-facing (memory keys) or resolved (the values the tool got)."""
-    gold_calls = record.get("calls") or []
-    qid = record.get("id", "?")
-    if len(gold_calls) != len(calls):
-        return [f"{qid}: {len(calls)} calls, gold has {len(gold_calls)}"]
-    problems = []
-    for k, (want, got) in enumerate(zip(gold_calls, calls, strict=True)):
-        if want.get("name") != got.tool:
-            problems.append(f"{qid} call {k}: {got.tool}, gold {want.get('name')}")
-        elif not (_same(want.get("arguments"), got.arguments) or _same(want.get("arguments"), got.resolved_arguments)):
-            problems.append(f"{qid} call {k} ({got.tool}): arguments {got.arguments}, gold {want.get('arguments')}")
-        elif "step" in want and str(want["step"]) != got.step:
-            problems.append(f"{qid} call {k}: step {got.step}, gold step {want['step']}")
-    return problems
-
-
 async def record_trajectories(
     gold: Sequence[Mapping[str, Any]],
     routines: Mapping[str, Routine],
@@ -264,7 +184,9 @@ async def record_trajectories(
 ) -> tuple[list[Trajectory], list[str]]:
     """Run every gold query in bound mode; the trajectories that reproduce their gold calls, and a line
     for each one that did not (left out)."""
-    executor = Executor(hub, None, replace(config or ExecutorConfig(), mode="bound"))
+    config = replace(config or ExecutorConfig(), mode="bound")
+    executor = Executor(hub, None, config, variables=VariableMemory)
+    tools = await hub.list_tools()
     kept: list[Trajectory] = []
     problems: list[str] = []
     for record in gold:
@@ -280,22 +202,19 @@ async def record_trajectories(
         if not result.ok:
             problems.append(f"{record.get('id')}: the bound run failed: {result.error}")
             continue
-        found = gold_mismatches(record, result.calls)
+        found = gold_differences(record, result.calls, tools, config.memory_threshold)
         if found:
-            problems.extend(found)
+            problems.extend(f"{record.get('id')}: {line}" for line in found)
             continue
+        # The cache keeps what the model saw (the tools' arguments and results are the servers' business),
+        # and the gold's free-text annotations.
         gold_calls = record.get("calls") or []
         calls = tuple(
-            TrajectoryCall(c.step, c.tool, c.arguments, c.observation, _free_text(g), c.next_tools)
+            replace(c, resolved_arguments=None, result=None, free_text=free_text_of(g))
             for c, g in zip(result.calls, gold_calls, strict=True)
         )
-        kept.append(
-            Trajectory(
-                query_id=str(record["id"]), query=record["query"], routine_id=routine_id,
-                variant=record.get("variant"), system=dict(result.system), calls=calls, answer=result.answer,
-                inputs=dict(record.get("inputs") or {}),
-            )
-        )
+        traj = replace(result.trajectory(), calls=calls, inputs=dict(record.get("inputs") or {}))
+        kept.append(traj.with_labels(query_id=str(record["id"]), variant=record.get("variant")))
     return kept, problems
 
 

@@ -34,9 +34,11 @@ from typing import Any
 
 import anyio
 
-from evals.checker import Verdict, check_call, normalize_text
+from evals.checker import Verdict, check_call
 from evals.configs import CONFIGS, EvalConfig, RoutineCatalog
 from evals.decompose import Sample, Trajectory, decompose
+from evals.gold import answers_match, mismatches
+from memory.variables import VariableMemory
 from routines.backends.base import Backend, BaseBackend, Completion, Constraint, Message, ToolSpec
 from routines.backends.process import ProcessBackend, start_all
 from routines.backends.scripted import ScriptedBackend
@@ -351,16 +353,7 @@ class TaskResult:
 
 def calls_match(made: Sequence[ToolCall], traj: Trajectory, tools: Sequence[ToolSpec]) -> bool:
     """The run made the trajectory's calls, in order, each right by the checker."""
-    if len(made) != len(traj.calls):
-        return False
-    return all(
-        check_call(call.text(), ToolCall(want.name, want.arguments), tools, want.free_text).overall
-        for call, want in zip(made, traj.calls, strict=True)
-    )
-
-
-def answers_match(answer: str | None, expected: str | None) -> bool:
-    return answer is not None and expected is not None and normalize_text(answer) == normalize_text(expected)
+    return not mismatches(traj.calls, made, tools)
 
 
 async def run_end_to_end(
@@ -387,7 +380,7 @@ async def run_end_to_end(
         mode="model", constrain=constrain, tools_in_prompt=tools_in_prompt, prompt=config.options, max_retries=max_retries,
         memory_threshold=memory_threshold, max_tokens=max_tokens,
     )
-    executor = Executor(hub, backend, exec_config)
+    executor = Executor(hub, backend, exec_config, variables=VariableMemory)
     results: list[TaskResult | None] = [None] * len(trajectories)
     bar = _progress(len(trajectories), progress, config.name)
     limit = anyio.Semaphore(1 if batches_for_real(backend) else max(1, concurrency))
@@ -403,7 +396,7 @@ async def run_end_to_end(
             query_id=traj.query_id, routine_id=traj.routine_id, finished=run.ok,
             calls_ok=calls_match(made, traj, tools), answer_ok=answers_match(run.answer, traj.answer),
             error=run.error, calls=[c.as_dict() for c in made],
-            expected_calls=[{"name": c.name, "arguments": c.arguments} for c in traj.calls], answer=run.answer,
+            expected_calls=[c.call.as_dict() for c in traj.calls], answer=run.answer,
             expected_answer=traj.answer, model_requests=sum(1 for a in run.attempts if a.source == "model"),
             seconds=seconds,
         )

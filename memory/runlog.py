@@ -1,6 +1,9 @@
-"""The run log: every run and every step, in SQLite (like simonw/llm's logs.db, the audit trail).
+"""The run log: every run and every attempt, in SQLite (like simonw/llm's logs.db, the audit trail).
 
-Each step is committed as it happens, so a crash or a dead downstream server loses nothing logged before.
+Each attempt (:class:`routines.trajectory.StepRecord`) is committed as it happens, so a crash or a dead
+downstream server loses nothing logged before. The completed attempts of a run are its trajectory
+(:meth:`RunLog.trajectory`), the same record the executor returns: a logged run can be replayed, evaluated
+or turned into training data without a second format.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from memory.files import private_file
+from routines.trajectory import Call, StepRecord, Trajectory
+
+__all__ = ["RunLog", "StepRecord", "record_dict"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -28,6 +34,7 @@ CREATE TABLE IF NOT EXISTS runs (
     backend TEXT,
     user_id TEXT,
     inputs TEXT,
+    system TEXT,
     status TEXT NOT NULL DEFAULT 'running',
     answer TEXT,
     error TEXT
@@ -50,6 +57,8 @@ CREATE TABLE IF NOT EXISTS steps (
     output_tokens INTEGER,
     model_latency_s REAL,
     tool_latency_s REAL,
+    observation TEXT,
+    next_tools TEXT,
     created_at REAL NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
@@ -58,30 +67,8 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
 
 
-@dataclass
-class StepRecord:
-    """One attempt at one step: a model call (possibly refused), or a bound call made without the model."""
-
-    step: str | None
-    source: str  # "model" or "bound"
-    attempt: int = 0
-    raw_output: str | None = None
-    tool: str | None = None
-    arguments: dict[str, Any] | None = None
-    resolved_arguments: dict[str, Any] | None = None
-    result: Any = None
-    error: str | None = None
-    error_kind: str | None = None  # model | tool | downstream | binding
-    prompt_chars: int = 0
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    model_latency_s: float = 0.0
-    tool_latency_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+_ADDED_COLUMNS = {"runs": {"system": "TEXT"}, "steps": {"observation": "TEXT", "next_tools": "TEXT"}}
+"""Columns added since the first release: an older log gets them on open (its rows keep NULL there)."""
 
 
 def _dump(value: Any) -> str | None:
@@ -102,6 +89,11 @@ class RunLog:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL") if self.path != ":memory:" else None
         self._db.executescript(_SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -117,13 +109,15 @@ class RunLog:
         backend: str | None = None,
         user_id: str | None = None,
         inputs: dict[str, Any] | None = None,
+        system: dict[str, Any] | None = None,
     ) -> str:
         run_id = uuid.uuid4().hex[:12]
         with self._lock:
             self._db.execute(
-                "INSERT INTO runs (id, started_at, routine_id, routine_version, query, mode, backend, user_id, inputs)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, time.time(), routine_id, routine_version, query, mode, backend, user_id, _dump(inputs)),
+                "INSERT INTO runs (id, started_at, routine_id, routine_version, query, mode, backend, user_id, inputs,"
+                " system) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, time.time(), routine_id, routine_version, query, mode, backend, user_id, _dump(inputs),
+                 _dump(system)),
             )
         return run_id
 
@@ -134,12 +128,14 @@ class RunLog:
             self._db.execute(
                 "INSERT INTO steps (run_id, seq, step, source, attempt, raw_output, tool, arguments, resolved_arguments,"
                 " result, error, error_kind, prompt_chars, prompt_tokens, output_tokens, model_latency_s, tool_latency_s,"
-                " created_at) SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+                " observation, next_tools, created_at)"
+                " SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
                 " FROM steps WHERE run_id = ?",
                 (
                     run_id, rec.step, rec.source, rec.attempt, rec.raw_output, rec.tool, _dump(rec.arguments),
                     _dump(rec.resolved_arguments), _dump(rec.result), rec.error, rec.error_kind, rec.prompt_chars,
-                    rec.prompt_tokens, rec.output_tokens, rec.model_latency_s, rec.tool_latency_s, time.time(), run_id,
+                    rec.prompt_tokens, rec.output_tokens, rec.model_latency_s, rec.tool_latency_s, rec.observation,
+                    _dump(list(rec.next_tools)) if rec.next_tools else None, time.time(), run_id,
                 ),
             )
 
@@ -169,16 +165,31 @@ class RunLog:
             raise KeyError(f"run id prefix {run_id!r} is ambiguous; give more characters")
         run = dict(zip([c[0] for c in cur.description], rows[0]))
         run["inputs"] = _load(run["inputs"])
+        run["system"] = _load(run.get("system"))
         cur = self._db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY seq", (run["id"],))
         cols = [c[0] for c in cur.description]
         steps = []
         for row in cur.fetchall():
             step = dict(zip(cols, row))
-            for key in ("arguments", "resolved_arguments", "result"):
+            for key in ("arguments", "resolved_arguments", "result", "next_tools"):
                 step[key] = _load(step[key])
             steps.append(step)
         run["steps"] = steps
         return run
+
+
+    def trajectory(self, run_id: str) -> Trajectory:
+        """A logged run as the executor returned it: its completed attempts, in order. Runs logged before the
+        log kept observations have none (their calls show an empty observation)."""
+        run = self.get_run(run_id)
+        calls = tuple(
+            Call(step=s["step"], tool=s["tool"], arguments=s["arguments"] or {}, observation=s["observation"] or "",
+                 resolved_arguments=s["resolved_arguments"], result=s["result"], source=s["source"],
+                 next_tools=tuple(s["next_tools"] or ()))
+            for s in run["steps"] if s["error"] is None and s["tool"] is not None and s["step"] is not None
+        )
+        return Trajectory(query=run["query"], calls=calls, routine_id=run["routine_id"], system=run["system"] or {},
+                          inputs=run["inputs"] or {}, answer=run["answer"], query_id=run["id"])
 
 
 def record_dict(rec: StepRecord) -> dict[str, Any]:

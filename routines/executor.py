@@ -22,117 +22,63 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import jsonschema
-
-from memory.runlog import RunLog, StepRecord
-from memory.variables import VariableMemory
+from routines.arguments import ArgumentChecker
 from routines.backends.base import Backend, Constraint, Message, ToolSpec
-from routines.bindings import BindingError, RunState, is_bound, iter_refs, resolve_args
+from routines.bindings import BindingError, RunState, is_bound, resolve_args
 from routines.calls import CallParseError, ToolCall, parse_tool_call
 from routines.cursor import Cursor, choose_branch, open_branches
 from routines.errors import CallerError, DownstreamError, ModelCallError, RunFailed
 from routines.inputs import extract_inputs, missing_inputs
 from routines.model import Routine, Step
-from routines.prompt import PromptOptions, Turn, build_messages, build_system_prompt, observation_text
+from routines.prompt import build_messages, build_system_prompt, observation_text
+from routines.run_config import (  # noqa: F401  (the executor's settings, importable from here)
+    CONSTRAIN_MODES,
+    MODES,
+    TOOLS_IN_PROMPT,
+    ConstrainMode,
+    ExecutorConfig,
+    Mode,
+    RunSink,
+    ToolCaller,
+    ToolsInPrompt,
+    VariableStore,
+    constrain_mode,
+    prompt_tools,
+)
+from routines.trajectory import Call, StepRecord, Trajectory
 
 log = logging.getLogger(__name__)
-
-Mode = Literal["model", "hybrid", "bound"]
-MODES: tuple[str, ...] = ("model", "hybrid", "bound")
-ConstrainMode = Literal["none", "routine", "next"]
-CONSTRAIN_MODES: tuple[str, ...] = ("none", "routine", "next")
-ToolsInPrompt = Literal["routine", "all"]
-TOOLS_IN_PROMPT: tuple[str, ...] = ("routine", "all")
-
-
-def constrain_mode(value: str | bool | None) -> ConstrainMode:
-    """``none``/``routine``/``next``; booleans (the older setting) read as ``routine`` and ``none``."""
-    if value is None or value is False:
-        return "none"
-    if value is True:
-        return "routine"
-    text = str(value).strip().lower()
-    text = {"true": "routine", "1": "routine", "yes": "routine", "false": "none", "0": "none", "no": "none"}.get(text, text)
-    if text not in CONSTRAIN_MODES:
-        raise CallerError(f"unknown constraint mode {value!r}; use one of {', '.join(CONSTRAIN_MODES)}")
-    return text  # type: ignore[return-value]
-
-
-class ToolCaller:
-    """What the executor needs from a tool hub (``routines.hub.ToolHub`` is the real one)."""
-
-    async def list_tools(self, refresh: bool = False) -> list[ToolSpec]: ...  # pragma: no cover
-
-    async def call(self, name: str, arguments: Mapping[str, Any], *, timeout: float | None = None) -> Any: ...
-
-
-@dataclass(frozen=True)
-class ExecutorConfig:
-    mode: Mode = "model"
-    max_steps: int = 16
-    max_retries: int = 2
-    """Bad calls fed back to the model for one step before the run fails."""
-    memory_threshold: int = 256
-    prompt: PromptOptions = field(default_factory=PromptOptions)
-    tools_in_prompt: ToolsInPrompt = "routine"
-    """``routine``: the prompt lists the Routine's tools only; ``all``: every downstream tool (the paper's
-    protocol, for comparisons)."""
-    constrain: ConstrainMode = "none"
-    """Ask the backend to constrain decoding (when it can): ``none``, ``routine`` or ``next``."""
-    tool_timeout: float = 30.0
-    max_tokens: int = 384
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "constrain", constrain_mode(self.constrain))
-        if self.tools_in_prompt not in TOOLS_IN_PROMPT:
-            raise CallerError(f"unknown tools_in_prompt {self.tools_in_prompt!r}; use routine or all")
-
-
-@dataclass
-class CallRecord:
-    """One executed call of a trajectory, with what the model saw before it (for evaluation)."""
-
-    step: str
-    tool: str
-    arguments: dict[str, Any]
-    """As the model wrote them (or would have): long values as memory keys."""
-    resolved_arguments: dict[str, Any]
-    result: Any
-    observation: str
-    source: str
-    next_tools: tuple[str, ...] = ()
-    """The tools the Routine allowed at this step (several at a branch point)."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step, "name": self.tool, "arguments": self.arguments,
-            "resolved_arguments": self.resolved_arguments, "result": self.result, "observation": self.observation,
-            "source": self.source, "next_tools": list(self.next_tools),
-        }
 
 
 @dataclass
 class RunResult:
+    """A finished (or failed) run: its trajectory's parts, its status and every attempt."""
+
     run_id: str | None
     status: Literal["finished", "failed"]
     answer: str | None
     error: str | None
     error_kind: str | None
     routine_id: str | None
-    calls: list[CallRecord]
+    calls: list[Call]
     attempts: list[StepRecord]
     inputs: dict[str, Any]
     system: dict[str, Any]
+    query: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status == "finished"
 
-    def trajectory(self) -> list[dict[str, Any]]:
-        return [c.as_dict() for c in self.calls]
+    def trajectory(self) -> Trajectory:
+        """The run as one record: what evaluation samples and training records are cut from."""
+        return Trajectory(query=self.query, calls=tuple(self.calls), routine_id=self.routine_id, system=self.system,
+                          inputs=self.inputs, answer=self.answer)
 
 
 StepCallback = Callable[[StepRecord], Awaitable[None] | None]
+VariablesFactory = Callable[[int], VariableStore]
+"""Makes one run's variable memory from the threshold (``memory.VariableMemory``)."""
 
 
 @dataclass
@@ -140,44 +86,40 @@ class _Run:
     routine: Routine
     query: str
     state: RunState
-    memory: VariableMemory
+    memory: VariableStore
     cursor: Cursor
     tools: dict[str, ToolSpec]
     prompt_tools: list[ToolSpec]
     system_prompt: str
     run_id: str | None
-    history: list[Turn] = field(default_factory=list)
-    calls: list[CallRecord] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
     attempts: list[StepRecord] = field(default_factory=list)
     answer: str | None = None
     candidates: list[Step] = field(default_factory=list)
     """The steps the cursor allows now."""
 
 
-def prompt_tools(routines: list[Routine], tools: Mapping[str, ToolSpec], tools_in_prompt: ToolsInPrompt) -> list[ToolSpec]:
-    """The tools a prompt lists: every tool (``all``, or no Routine), else the union of the Routines' tools
-    in the order the downstream servers list them."""
-    if tools_in_prompt == "all" or not routines:
-        return list(tools.values())
-    named = {t for r in routines for t in r.tools()}
-    return [spec for name, spec in tools.items() if name in named]
-
-
 class Executor:
-    """Runs Routines against a tool hub with a model backend (``None`` is fine for ``bound`` mode)."""
+    """Runs Routines against a tool hub with a model backend (``None`` is fine for ``bound`` mode).
+
+    ``variables`` makes each run's variable memory (pass ``memory.VariableMemory``); ``runlog`` records every
+    run and attempt as it happens (``memory.RunLog``, optional)."""
 
     def __init__(
         self,
-        hub: Any,
+        hub: ToolCaller,
         backend: Backend | None = None,
-        config: ExecutorConfig = ExecutorConfig(),
-        runlog: RunLog | None = None,
+        config: ExecutorConfig | None = None,
+        runlog: RunSink | None = None,
+        *,
+        variables: VariablesFactory,
     ) -> None:
         self.hub = hub
         self.backend = backend
-        self.config = config
+        self.config = config or ExecutorConfig()
         self.runlog = runlog
-        self._validators: dict[str, tuple[dict[str, Any], Any]] = {}
+        self.variables = variables
+        self._arguments = ArgumentChecker()
 
     # ---- public -----------------------------------------------------------------------------------
     async def run(
@@ -209,7 +151,7 @@ class Executor:
             if self.runlog is not None and run_id is not None:
                 self.runlog.finish_run(run_id, status="failed", error=str(exc))
             return RunResult(run_id, "failed", None, str(exc), "downstream", routine.id, [], [], dict(inputs or {}),
-                             sys_params)
+                             sys_params, query)
         missing = [t for t in routine.tools() if t not in tools]
         if missing:
             raise CallerError(
@@ -224,7 +166,7 @@ class Executor:
         run_id = self._start_log(routine, query, mode, sys_params, run_inputs)
         run = _Run(
             routine=routine, query=query, state=RunState(inputs=run_inputs, system=sys_params, steps={}),
-            memory=VariableMemory(threshold=self.config.memory_threshold), cursor=Cursor(routine), tools=tools,
+            memory=self.variables(self.config.memory_threshold), cursor=Cursor(routine), tools=tools,
             prompt_tools=listed, system_prompt=self.system_prompt(routine, listed, sys_params), run_id=run_id,
         )
         error: str | None = None
@@ -248,6 +190,7 @@ class Executor:
         return RunResult(
             run_id=run_id, status=status, answer=run.answer, error=error, error_kind=error_kind,
             routine_id=routine.id, calls=run.calls, attempts=run.attempts, inputs=run_inputs, system=sys_params,
+            query=query,
         )
 
     def _start_log(
@@ -258,7 +201,7 @@ class Executor:
         return self.runlog.start_run(
             query=query, mode=mode, routine_id=routine.id, routine_version=routine.version,
             backend=getattr(self.backend, "name", None) if mode != "bound" else "none",
-            user_id=system.get("user_id"), inputs=inputs,
+            user_id=system.get("user_id"), inputs=inputs, system=system,
         )
 
     def system_prompt(self, routine: Routine, tools: list[ToolSpec], system: Mapping[str, Any]) -> str:
@@ -335,7 +278,7 @@ class Executor:
 
     async def _model_call(self, run: _Run, allowed: list[Step], on_step: StepCallback | None) -> None:
         assert self.backend is not None
-        base = build_messages(run.system_prompt, run.query, run.history)
+        base = build_messages(run.system_prompt, run.query, run.calls)
         feedback: list[Message] = []
         constraint = self._constraint(run, allowed)
         for attempt in range(self.config.max_retries + 1):
@@ -401,41 +344,7 @@ class Executor:
         return ToolCall(call.name, {**call.arguments, **run.memory.encode_args(bound)})
 
     def _check_arguments(self, run: _Run, call: ToolCall) -> dict[str, Any]:
-        spec = run.tools[call.name]
-        unknown = run.memory.unknown_keys(call.arguments)
-        if unknown:
-            known = ", ".join(run.memory.values) or "none yet"
-            raise ModelCallError("unknown_key", f"unknown memory key(s) {', '.join(unknown)} (stored keys: {known})")
-        if any(True for _ in iter_refs(call.arguments)):
-            raise ModelCallError("bad_arguments", "arguments contain {{...}} templates; give the actual values")
-        resolved = run.memory.resolve_args(call.arguments, spec.parameters)
-        props = spec.parameters.get("properties", {}) or {}
-        extra = [k for k in resolved if props and k not in props]
-        if extra:
-            raise ModelCallError("bad_arguments", f"{call.name} has no parameter(s) {', '.join(extra)}; it takes {', '.join(props)}")
-        validator = self._validator(spec)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(resolved)) if validator else None
-        if error is not None:
-            where = ".".join(map(str, error.absolute_path)) or "arguments"
-            raise ModelCallError("bad_arguments", f"{where}: {error.message}")
-        return resolved
-
-    def _validator(self, spec: ToolSpec) -> Any:
-        """A schema validator per tool, built (and the schema checked) once, not at every call: checking a
-        schema against its meta-schema costs milliseconds. None when the tool's schema is invalid."""
-        cached = self._validators.get(spec.name)
-        if cached is not None and cached[0] is spec.parameters:
-            return cached[1]
-        schema = spec.parameters or {"type": "object"}
-        cls = jsonschema.validators.validator_for(schema)
-        try:
-            cls.check_schema(schema)
-            validator = cls(schema)
-        except jsonschema.SchemaError:
-            log.warning("tool %s has an invalid input schema; its arguments are not checked", spec.name)
-            validator = None
-        self._validators[spec.name] = (spec.parameters, validator)
-        return validator
+        return self._arguments.check(call, run.tools[call.name], run.memory)
 
     # ---- calling the tool and recording -----------------------------------------------------------
     async def _execute(
@@ -443,6 +352,7 @@ class Executor:
         on_step: StepCallback | None, retry: bool,
     ) -> bool:
         """Call the tool; True when the step is done, False when a tool error was fed back for a retry."""
+        rec.next_tools = tuple(dict.fromkeys(s.tool for s in run.candidates if s.tool))
         started = time.perf_counter()
         try:
             result = await self.hub.call(call.name, resolved, timeout=self.config.tool_timeout)
@@ -460,18 +370,13 @@ class Executor:
             raise RunFailed(f"step {step.step}: tool {call.name} failed: {rec.error}", "tool")
         value = result.value
         seen = run.memory.observe(value, hint=call.name)
-        observation = observation_text(seen.key, seen.shown, seen.new_keys)
-        rec.result = value
+        rec.result, rec.observation = value, observation_text(seen.key, seen.shown, seen.new_keys)
         run.state.steps[step.step] = value
         alias = run.cursor.branch_point(step)
         if alias:
             run.state.steps[alias] = value
         run.cursor.advance(step)
-        run.history.append(Turn(call, observation))
-        run.calls.append(
-            CallRecord(step.step, call.name, call.arguments, resolved, value, observation, rec.source,
-                       tuple(dict.fromkeys(s.tool for s in run.candidates if s.tool)))
-        )
+        run.calls.append(Call.from_attempt(rec))
         if step.type == "finish" or run.cursor.finished:
             run.answer = _answer_of(value)
         await self._record(run, rec, on_step)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable
 from typing import Any
 
-from routines.model import Routine, Step
+from routines.model import Label, Routine, Step
 
 _STEP_REF = re.compile(r"(\{\{\s*steps\.)([\w\-]+)")
 
@@ -37,6 +38,17 @@ def variant_id(routine: Routine, choice: dict[int, int]) -> str:
     if not choice:
         return base
     return base + "/" + "+".join(f"{main}-{branch}" for main, branch in sorted(choice.items()))
+
+
+def taken_variant(routine: Routine, steps: Iterable[str]) -> str:
+    """The variant id of the path a run took, from the labels of the steps it made (``3-2_1`` took branch
+    2 of step 3)."""
+    choice: dict[int, int] = {}
+    for text in steps:
+        label = Label.parse(text)
+        if label.is_branch:
+            choice[label.main] = label.branch
+    return variant_id(routine, choice)
 
 
 def linearize(routine: Routine, choice: dict[int, int]) -> Routine:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from routines.backends.base import Message, ToolSpec
-from routines.calls import ToolCall
 from routines.model import Routine
 from routines.render import render_routine
+from routines.trajectory import Call
 
 DEFAULT_ROLE = (
     "You are the execution model of an enterprise assistant. You answer a user's request by calling the "
@@ -116,17 +116,11 @@ def observation_text(key: str, shown: Any, new_keys: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Turn:
-    """One completed step of the conversation: the call the model made and what came back."""
-
-    call: ToolCall
-    observation: str
-
-
-def build_messages(system_prompt: str, query: str, history: Sequence[Turn]) -> list[Message]:
+def build_messages(system_prompt: str, query: str, calls: Sequence[Call]) -> list[Message]:
+    """The conversation before the next call: the run's system prompt, the query, then each completed call
+    and its observation. The executor, the evaluation's samples and the training records all use this."""
     messages = [Message("system", system_prompt), Message("user", query)]
-    for turn in history:
-        messages.append(Message("assistant", turn.call.text()))
-        messages.append(Message("tool", turn.observation))
+    for call in calls:
+        messages.append(Message("assistant", call.call.text()))
+        messages.append(Message("tool", call.observation))
     return messages

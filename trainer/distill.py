@@ -4,9 +4,9 @@ real executor and downstream servers, keep the clean trajectories, write them as
 The teacher is any model backend (a large model behind an OpenAI-compatible endpoint, paper 4.2.3), run in
 ``model`` mode with the Routine in its prompt; or ``None``: the executor's ``bound`` mode, the reference
 teacher for fully bound Routines, which needs no model at all. A trajectory is kept only if it reaches the
-finish step with no failed attempt on the way and, where the scenario has a gold trajectory, matches it
-(same tools in the same order, same resolved arguments, same answer; free-text parameters by presence and
-type). Every other query is reported with the reason it was dropped.
+finish step with no failed attempt on the way and, where the scenario has a gold trajectory, matches it by
+the evaluation's checker (:mod:`evals.gold`: same tools in the same order, same arguments as a model writes
+them, same answer; free-text parameters by presence and type). Every other query is reported with the reason it was dropped.
 
 The record's system prompt is rebuilt with the executor's own prompt builder (the system parameters as the
 run had them), with the record's options: the student may be shown the Routine (``with_routine``) or not (the
@@ -29,10 +29,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from evals.gold import answers_match, free_text_of, gold_differences
+from memory.variables import VariableMemory
 from routines.backends.base import Backend, ToolSpec
-from routines.calls import ToolCall
 from routines.errors import CallerError
-from routines.executor import CallRecord, Executor, ExecutorConfig, RunResult, prompt_tools
+from routines.executor import Executor, ExecutorConfig, RunResult, prompt_tools
 from routines.flatten import flatten
 from routines.hub import ToolHub, ToolResult
 from routines.model import Routine
@@ -195,35 +196,26 @@ def failure(result: RunResult, routine: Routine) -> str | None:
     return None
 
 
+def compare_to_gold(result: RunResult, gold: Mapping[str, Any], tools: Sequence[ToolSpec], threshold: int) -> str | None:
+    """How a run differs from its gold trajectory, or None: the checker's verdict on every call
+    (:mod:`evals.gold`, the one judge), then the answer (unless a free-text parameter differed, which
+    excuses a different answer)."""
+    found = gold_differences(gold, result.calls, tools, threshold, steps=False)
+    if found:
+        return "; ".join(found[:3]) + (f" (and {len(found) - 3} more)" if len(found) > 3 else "")
+    loose = any(
+        call.resolved_arguments and any(call.resolved_arguments.get(p) != g.get("arguments", {}).get(p)
+                                        for p in free_text_of(g))
+        for call, g in zip(result.calls, gold.get("calls") or [], strict=False)
+    )
+    if "answer" in gold and not loose and not answers_match(result.answer, gold["answer"]):
+        return f"answer {_short(result.answer)} differs from gold {_short(gold['answer'])}"
+    return None
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def compare_to_gold(calls: Sequence[CallRecord], answer: str | None, gold: Mapping[str, Any]) -> str | None:
-    """How a trajectory differs from its gold one, or None. Arguments compare resolved (or as the model
-    wrote them, whichever the gold file holds); ``free_text`` parameters by presence and type only, and a
-    differing free text excuses a differing answer."""
-    got, want = [c.tool for c in calls], [g.get("name") for g in gold.get("calls", [])]
-    if got != want:
-        return f"tools {got} differ from gold {want}"
-    loose = False
-    for k, (call, g) in enumerate(zip(calls, gold["calls"]), start=1):
-        expected = g.get("arguments") or {}
-        if set(call.resolved_arguments) != set(expected):
-            return f"call {k} ({call.tool}): parameters {sorted(call.resolved_arguments)} differ from gold {sorted(expected)}"
-        free = set(g.get("free_text") or [])
-        for name, value in expected.items():
-            have = call.resolved_arguments[name]
-            if name in free:
-                if type(have) is not type(value):
-                    return f"call {k} ({call.tool}): free-text {name} is a {type(have).__name__}, gold a {type(value).__name__}"
-                loose = loose or have != value
-            elif have != value and call.arguments.get(name) != value:
-                return f"call {k} ({call.tool}): {name}={_short(have)} but gold has {_short(value)}"
-    if "answer" in gold and not loose and answer != gold["answer"]:
-        return f"answer {_short(answer)} differs from gold {_short(gold['answer'])}"
-    return None
 
 
 def make_record(query: Mapping[str, Any], routine: Routine, order: Sequence[ToolSpec], result: RunResult,
@@ -232,10 +224,9 @@ def make_record(query: Mapping[str, Any], routine: Routine, order: Sequence[Tool
     tools = listed_tools(order, routine, options)
     system = build_system_prompt(routines=[routine], tools=tools, system=result.system, options=options.record_prompt())
     return build_record(
-        record_id=str(query["id"]), query=str(query["query"]),
-        calls=[ToolCall(c.tool, c.arguments) for c in result.calls], observations=[c.observation for c in result.calls],
-        system=system, tools=tools, answer=result.answer or "", query_id=str(query.get("augmented_from") or query["id"]),
-        routine_id=routine.id or routine.name, routine_in_prompt=options.with_routine,
+        record_id=str(query["id"]), trajectory=result.trajectory(), system=system, tools=tools,
+        query_id=str(query.get("augmented_from") or query["id"]), routine_id=routine.id or routine.name,
+        routine_in_prompt=options.with_routine,
     )
 
 
@@ -271,7 +262,7 @@ async def distill_query(
     if routine is None:
         return None, f"no Routine {query.get('routine_id')!r} in the scenario", False
     order = tool_order(tools, qid, options)
-    executor = Executor(_OrderedTools(hub, order), teacher, config)
+    executor = Executor(_OrderedTools(hub, order), teacher, config, variables=VariableMemory)
     try:
         result = await executor.run(routine, str(query["query"]), inputs=query.get("inputs"),
                                     user_id=query.get("user_id"), system=query.get("system"))
@@ -285,7 +276,7 @@ async def distill_query(
     if reason is not None:
         return None, reason, False
     if gold is not None:
-        diff = compare_to_gold(result.calls, result.answer, gold)
+        diff = compare_to_gold(result, gold, tools, config.memory_threshold)
         if diff:
             return None, f"differs from gold: {diff}", True
     return make_record(query, routine, order, result, options), None, gold is not None

@@ -31,7 +31,8 @@ from typing import Any
 from routines.backends.base import Message, ToolSpec
 from routines.calls import ToolCall
 from routines.errors import CallerError
-from routines.prompt import Turn, build_messages, tool_line
+from routines.prompt import build_messages, tool_line
+from routines.trajectory import Call, Trajectory
 
 HUMAN, GPT, FUNCTION, OBSERVATION = "human", "gpt", "function_call", "observation"
 ODD_TAGS = (HUMAN, OBSERVATION)  # LLaMA-Factory's rule: positions 0, 2, 4, ... are the user's side
@@ -52,33 +53,29 @@ def call_value(call: ToolCall) -> str:
 def build_record(
     *,
     record_id: str,
-    query: str,
-    calls: Sequence[ToolCall],
-    observations: Sequence[str],
+    trajectory: Trajectory,
     system: str,
     tools: Sequence[ToolSpec],
-    answer: str,
     query_id: str,
     routine_id: str,
     routine_in_prompt: bool,
 ) -> dict[str, Any]:
-    """One ShareGPT record. ``observations[k]`` is what the model saw after ``calls[k]``; the last call's
-    observation is not part of the conversation (its result is ``answer``)."""
+    """One ShareGPT record: a view of a run's trajectory. The last call's observation is not part of the
+    conversation (its result is the answer)."""
+    calls = trajectory.calls
     if not calls:
         raise ValueError("a record needs at least one call")
-    if len(observations) < len(calls) - 1:
-        raise ValueError(f"{len(calls)} calls need {len(calls) - 1} observations")
-    turns: list[dict[str, str]] = [{"from": HUMAN, "value": query}]
+    turns: list[dict[str, str]] = [{"from": HUMAN, "value": trajectory.query}]
     for k, call in enumerate(calls):
-        turns.append({"from": FUNCTION, "value": call_value(call)})
+        turns.append({"from": FUNCTION, "value": call_value(call.call)})
         if k < len(calls) - 1:
-            turns.append({"from": OBSERVATION, "value": observations[k]})
+            turns.append({"from": OBSERVATION, "value": call.observation})
     return {
         "id": record_id,
         "system": system,
         "tools": json.dumps([t.as_dict() for t in tools], ensure_ascii=False),
         "conversations": turns,
-        "answer": answer,
+        "answer": trajectory.answer or "",
         "query_id": query_id,
         "routine_id": routine_id,
         "routine_in_prompt": routine_in_prompt,
@@ -145,10 +142,16 @@ class Conversation:
     answer: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def trajectory(self) -> Trajectory:
+        """The run the record was cut from (step labels and results are not kept in a record)."""
+        observations = [*self.observations, ""][: len(self.calls)]
+        calls = tuple(Call(step="", tool=c.name, arguments=c.arguments, observation=o)
+                      for c, o in zip(self.calls, observations, strict=True))
+        return Trajectory(query=self.query, calls=calls, answer=self.answer, query_id=self.id)
+
     def messages(self, k: int) -> list[Message]:
         """The messages the executor sent to the model before call ``k`` (same builder, byte for byte)."""
-        history = [Turn(c, o) for c, o in zip(self.calls[:k], self.observations[:k])]
-        return build_messages(self.system, self.query, history)
+        return build_messages(self.system, self.query, self.trajectory().calls[:k])
 
     def target(self, k: int) -> str:
         """The model output that makes call ``k``, as the executor parses it."""

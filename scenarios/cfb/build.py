@@ -30,8 +30,8 @@ from typing import Any
 
 import anyio
 
-from routines.executor import Executor, ExecutorConfig
 from routines.hub import ToolHub
+from scenarios.bound import bound_executor, run_bound
 from scenarios.cfb.routines import Built, build_sample
 from scenarios.cfb.server import ReplayStore, create_server
 from scenarios.cfb.source import load_samples, tool_schemas, version, widen
@@ -87,11 +87,9 @@ async def gold_calls(out: Path, built: Sequence[Built]) -> dict[str, list[dict[s
     """Each sample's Routine run in bound mode through the replay server; the calls as the tool got them."""
     out_calls: dict[str, list[dict[str, Any]]] = {}
     async with ToolHub.from_config({"mcpServers": {"cfb": create_server(out)}}) as hub:
-        executor = Executor(hub, None, ExecutorConfig(mode="bound"))
+        executor = bound_executor(hub)
         for b in built:
-            result = await executor.run(b.routine, b.query["query"], inputs=b.query["inputs"], system=b.query["system"])
-            if not result.ok:
-                raise RuntimeError(f"{b.case}: the bound run failed: {result.error}")
+            result = await run_bound(executor, b.routine, b.query, b.case)
             got = [(c.tool, c.resolved_arguments) for c in result.calls]
             want = [(c["name"], c["arguments"]) for c in b.calls]
             if got != want:

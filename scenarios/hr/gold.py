@@ -1,4 +1,5 @@
-"""Gold trajectories: every query run through its bound Routine against the live HR server, and the files.
+"""Gold trajectories: every query run through its bound Routine against the live HR server by the engine
+itself (``scenarios.bound``: the executor in ``bound`` mode), and the files.
 
 Files under ``scenarios/hr/data/``: ``queries_{train,test}.jsonl`` (query records) and
 ``gold_{train,test}.jsonl`` (the query record plus ``calls`` and ``answer``), gzipped when the gold files
@@ -16,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import fastmcp
 
+from routines.flatten import taken_variant
+from routines.hub import ToolHub
 from routines.model import Routine
+from scenarios.bound import GoldRunError, bound_executor, run_bound
 from scenarios.hr.db import build_database
 from scenarios.hr.queries import DATA_DIR, SPLITS, generate_queries
-from scenarios.hr.reference import ReferenceRunError, run_reference
-from scenarios.hr.server import create_server
+from scenarios.hr.server import FREE_TEXT_PARAMS, create_server
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +53,22 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 async def gold_records(db_path: str | Path, queries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run every query's bound Routine; the variant taken must be the query's variant."""
+    """Run every query's bound Routine; the variant taken must be the query's variant. Each gold call keeps
+    its step, the arguments as the tool got them, the result and its free-text parameters."""
     routines = {r.id: r for r in load_routines()}
     out = []
-    async with fastmcp.Client(create_server(db_path)) as client:
+    async with ToolHub.from_config({"mcpServers": {"hr": create_server(db_path)}}) as hub:
+        executor = bound_executor(hub)
         for query in queries:
-            trajectory = await run_reference(client, routines[query["routine_id"]], query["inputs"], query["user_id"])
-            if trajectory.variant != query["variant"]:
-                raise ReferenceRunError(f"{query['id']}: took {trajectory.variant}, expected {query['variant']}")
-            out.append({**query, "calls": trajectory.calls, "answer": trajectory.answer})
+            routine = routines[query["routine_id"]]
+            result = await run_bound(executor, routine, query, query["id"])
+            variant = taken_variant(routine, [c.step for c in result.calls])
+            if variant != query["variant"]:
+                raise GoldRunError(f"{query['id']}: took {variant}, expected {query['variant']}")
+            calls = [{"step": c.step, "name": c.tool, "arguments": c.resolved_arguments, "result": c.result,
+                      "free_text": [p for p in FREE_TEXT_PARAMS.get(c.tool, ()) if p in (c.resolved_arguments or {})]}
+                     for c in result.calls]
+            out.append({**query, "calls": calls, "answer": result.answer or ""})
     return out
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from evals.configs import CONFIGS, build_samples
 from evals.decompose import Trajectory, cache_path, decompose, load_trajectories, select_queries
+from memory.variables import VariableMemory
 from routines.backends.scripted import ScriptedBackend
 from routines.errors import CallerError
 from routines.executor import Executor, ExecutorConfig
@@ -53,7 +54,7 @@ async def test_a_gold_call_the_server_does_not_reproduce_is_left_out_and_reporte
     tset = await load_trajectories(Scenario.load(copy), "test", tmp_path / "data", servers=eval_toy.servers())
     assert len(tset.trajectories) == len(rows) - 1
     assert "q-t02" not in {t.query_id for t in tset.trajectories}
-    assert len(tset.problems) == 1 and "q-t02 call 1" in tset.problems[0] and "Grace Hopper" in tset.problems[0]
+    assert len(tset.problems) == 1 and "q-t02: call 2" in tset.problems[0] and "Grace Hopper" in tset.problems[0]
 
 
 @pytest.mark.parametrize("tools_in_prompt", ["routine", "all"])
@@ -75,9 +76,9 @@ async def test_samples_are_exactly_the_messages_the_executor_sends(
         by_query.setdefault(s.query_id, []).append(s)
     async with ToolHub(eval_toy.servers()) as hub:
         for traj in tset.trajectories:
-            backend = ScriptedBackend([{"name": c.name, "arguments": c.arguments} for c in traj.calls])
+            backend = ScriptedBackend([c.call.as_dict() for c in traj.calls])
             executor = Executor(hub, backend, ExecutorConfig(mode="model", prompt=config.options,
-                                                             tools_in_prompt=executor_tools))  # type: ignore[arg-type]
+                                                             tools_in_prompt=executor_tools), variables=VariableMemory)  # type: ignore[arg-type]
             routine = catalog.flat(traj) if config.source == "flat" else catalog.routine(traj.routine_id)
             result = await executor.run(routine, traj.query, system=traj.system)
             assert result.ok and result.answer == traj.answer
@@ -166,8 +167,8 @@ def test_trajectory_round_trips_through_json() -> None:
     data = {
         "query_id": "q", "query": "hi", "routine_id": "r", "variant": None, "system": {"user_id": "u"},
         "inputs": {}, "answer": "a",
-        "calls": [{"step": "1", "name": "t", "arguments": {"x": 1}, "observation": "memory_t = {}",
-                   "free_text": ["x"], "next_tools": ["t", "u"]}],
+        "calls": [{"step": "1", "name": "t", "arguments": {"x": 1}, "observation": "memory_t = {}", "source": "bound",
+                   "next_tools": ["t", "u"], "free_text": ["x"]}],
     }
     assert Trajectory.from_dict(json.loads(json.dumps(Trajectory.from_dict(data).as_dict()))).as_dict() == data
 

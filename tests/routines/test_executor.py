@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from memory.runlog import RunLog, StepRecord
+from memory.variables import VariableMemory
 from routines.backends.base import Message
 from routines.backends.scripted import ScriptedBackend, call_text
 from routines.errors import CallerError
@@ -63,7 +64,7 @@ def runlog() -> RunLog:
 
 def _executor(hub: ToolHub, replies: list[Any] | None = None, runlog: RunLog | None = None, **config: Any) -> Executor:
     backend = ScriptedBackend(replies) if replies is not None else None
-    return Executor(hub, backend, ExecutorConfig(**config), runlog)
+    return Executor(hub, backend, ExecutorConfig(**config), runlog, variables=VariableMemory)
 
 
 def _tools(result: RunResult) -> list[str]:

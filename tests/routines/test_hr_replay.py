@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from memory.variables import calls_as_written
+from memory.variables import VariableMemory, calls_as_written
 from routines.backends.scripted import ScriptedBackend
 from routines.executor import Executor, ExecutorConfig, RunResult
 from routines.hub import ToolHub
@@ -74,7 +74,7 @@ async def test_bound_mode_reproduces_every_gold_trajectory_without_a_model(
     split: str, hub: ToolHub, routines: dict[str, Routine]
 ) -> None:
     gold = load_gold(split)
-    executor = Executor(hub, None, CONFIG)
+    executor = Executor(hub, None, CONFIG, variables=VariableMemory)
     problems = []
     for record in gold:
         result = await executor.run(routines[record["routine_id"]], record["query"], inputs=record["inputs"],
@@ -91,7 +91,7 @@ async def test_a_scripted_model_replaying_the_gold_calls_reproduces_every_trajec
 ) -> None:
     gold = load_gold(split)
     backend = ScriptedBackend()
-    executor = Executor(hub, backend, CONFIG)
+    executor = Executor(hub, backend, CONFIG, variables=VariableMemory)
     problems = []
     keys_used = 0
     for record in gold:
@@ -113,7 +113,7 @@ async def test_hybrid_mode_runs_the_hr_routines_without_the_model_when_the_input
 ) -> None:
     one_per_variant = {g["variant"]: g for g in load_gold("test")}
     backend = ScriptedBackend()  # no replies: any model request would fail the run
-    executor = Executor(hub, backend, CONFIG)
+    executor = Executor(hub, backend, CONFIG, variables=VariableMemory)
     for record in one_per_variant.values():
         result = await executor.run(routines[record["routine_id"]], record["query"], inputs=record["inputs"],
                                     user_id=record["user_id"], mode="hybrid")
@@ -135,7 +135,7 @@ async def test_the_embedded_model_fills_the_one_step_the_routine_leaves_open(
     (open_step,) = [s for s in data["steps"] if s["step"] == "4-1_2"]
     del open_step["args"]
     backend = create_backend("local")
-    executor = Executor(hub, backend, ExecutorConfig(constrain="next", tools_in_prompt="routine"))
+    executor = Executor(hub, backend, ExecutorConfig(constrain="next", tools_in_prompt="routine"), variables=VariableMemory)
     result = await executor.run(Routine.from_data(data), record["query"], inputs=record["inputs"],
                                 user_id=record["user_id"], mode="hybrid")
     assert mismatch(record, result) is None

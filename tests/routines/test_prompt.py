@@ -13,12 +13,12 @@ from routines.model import Routine
 from routines.prompt import (
     DEFAULT_ROLE,
     PromptOptions,
-    Turn,
     build_messages,
     build_system_prompt,
     observation_text,
 )
 from routines.render import parse_routine, render_routine
+from routines.trajectory import Call
 from routines.validate import load_tools
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "routines" / "examples"
@@ -156,7 +156,8 @@ def test_output_format_example_is_a_parseable_call_shape(salary: Routine, tools:
 
 def test_messages_alternate_calls_and_observations() -> None:
     call = ToolCall("search_employee", {"name": "Ada"})
-    messages = build_messages("SYSTEM", "What does Ada earn?", [Turn(call, '{"employee_id": "E-3"}')])
+    messages = build_messages("SYSTEM", "What does Ada earn?",
+                              [Call("1", call.name, call.arguments, '{"employee_id": "E-3"}')])
     assert [m.role for m in messages] == ["system", "user", "assistant", "tool"]
     assert messages[0] == Message("system", "SYSTEM")
     assert messages[1] == Message("user", "What does Ada earn?")

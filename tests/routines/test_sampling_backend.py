@@ -10,6 +10,7 @@ import pytest
 from fastmcp import Client, Context, FastMCP
 from fastmcp.exceptions import ToolError
 
+from memory.variables import VariableMemory
 from routines.backends.base import Message
 from routines.backends.sampling import (
     SamplingBackend,
@@ -82,7 +83,7 @@ def _front_server() -> FastMCP:
     async def run_salary(query: str, ctx: Context) -> Any:
         async def work(backend: Any, report: Any) -> dict[str, Any]:
             async with ToolHub({"toy": create_toy_server()}) as hub:
-                result = await Executor(hub, backend).run(SALARY, query, user_id="u-hr")
+                result = await Executor(hub, backend, variables=VariableMemory).run(SALARY, query, user_id="u-hr")
             return {"answer": result.answer, "error": result.error, "steps": [c.tool for c in result.calls]}
 
         return await with_client_model(ctx, bridge, "run_salary", work, needed=True)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
+from memory.variables import VariableMemory
 from routines.backends import constrain
 from routines.backends.base import Constraint, Message, ToolSpec
 from routines.backends.scripted import call_text
@@ -154,7 +155,7 @@ async def test_the_next_grammar_at_a_branch_cannot_produce_another_steps_tool(
                call_text("summarize", {"topic": "salary", "data": "memory_get_salary_band"})]
     async with ToolHub({"toy": create_toy_server()}) as hub:
         backend = ScriptedBackend(replies)
-        result = await Executor(hub, backend, ExecutorConfig(constrain="next")).run(
+        result = await Executor(hub, backend, ExecutorConfig(constrain="next"), variables=VariableMemory).run(
             Routine.from_file(SALARY_ROUTINE), "Ada's pay?", user_id="u-staff")
     assert result.ok, result.error
     branch = backend.constraints[2]

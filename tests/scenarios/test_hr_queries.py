@@ -15,8 +15,8 @@ from routines.flatten import flatten
 from scenarios.hr import create_server, load_gold, load_queries, load_routines
 from scenarios.hr.db import connect
 from scenarios.hr.queries import TEMPLATES_FILE, generate_queries, split_units
-from scenarios.hr.reference import run_reference
 from scenarios.hr.repository import HRData
+from tests.scenarios.hr_reference import run_reference
 
 REPLAY_PER_SPLIT = 30
 DATA_TOOLS = {"hr.salary": "get_salary", "hr.leave": "get_leave_balance",
@@ -125,7 +125,7 @@ async def test_denied_users_really_get_permission_errors(hr_db: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_gold_replays_identically_against_a_fresh_server(hr_db: Path) -> None:
+async def test_an_independent_runner_reproduces_the_engines_gold(hr_db: Path) -> None:
     routines = {r.id: r for r in load_routines()}
     async with fastmcp.Client(create_server(hr_db)) as client:
         for split in ("train", "test"):

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from memory.variables import VariableMemory
 from routines.backends.base import Message, ToolSpec
 from routines.backends.scripted import ScriptedBackend
 from routines.executor import Executor, ExecutorConfig
@@ -95,7 +96,7 @@ async def executor_requests(
 
     config = ExecutorConfig(mode="model", prompt=PromptOptions(with_routine=with_routine),
                             tools_in_prompt=tools_in_prompt)  # type: ignore[arg-type]
-    result = await Executor(Ordered(), teacher, config).run(
+    result = await Executor(Ordered(), teacher, config, variables=VariableMemory).run(
         routine, query["query"], inputs=query.get("inputs"), user_id=query.get("user_id"))
     assert result.ok, result.error
     return teacher.requests

@@ -158,7 +158,7 @@ async def test_a_trajectory_that_differs_from_gold_is_dropped(toy_copy: Path, to
     report = await distill(toy_copy, out_dir=tmp_path, data_dir=tmp_path, servers=toy_servers, options=NO_LENGTHS)
     reasons = {d["id"]: d["reason"] for d in report.dropped}
     assert reasons == {
-        "q-01": 'differs from gold: call 2 (search_employee): name="Ada Lovelace" but gold has "Ada"',
+        "q-01": "differs from gold: call 2 (search_employee): 'name' is 'Ada Lovelace', expected 'Ada'",
         "q-02": 'differs from gold: answer "salary: band=B3, employee_id=E-02, name=Alan Turing" differs from gold '
                 '"something else"',
     }

@@ -13,6 +13,7 @@ from routines.calls import ToolCall
 from routines.model import Routine
 from routines.prompt import PromptOptions, build_system_prompt
 from routines.scenario import Scenario
+from routines.trajectory import Call, Trajectory
 from tests.fixtures.toy_server import SALARY_ROUTINE
 from trainer.lengths import CALL_TOKEN_LIMIT, dataset_lengths, describe, distribution
 from trainer.sharegpt import build_record, call_value
@@ -35,8 +36,10 @@ def test_distribution_counts_the_values_over_the_limit() -> None:
 def test_dataset_lengths_measure_the_calls_and_both_prompt_settings() -> None:
     listed = [t for t in TOOLS if t.name in SALARY.tools()]
     calls = [ToolCall("get_user_profile", {"user_id": "u-hr"}), ToolCall("summarize", {"data": "memory_get_salary"})]
-    record = build_record(record_id="q", query="Ada?", calls=calls, observations=["memory_get_user_profile = {}"],
-                          system=build_system_prompt(routines=[SALARY], tools=listed), tools=listed, answer="",
+    trajectory = Trajectory("Ada?", (Call("1", calls[0].name, calls[0].arguments, "memory_get_user_profile = {}"),
+                                     Call("2", calls[1].name, calls[1].arguments, "")))
+    record = build_record(record_id="q", trajectory=trajectory, tools=listed,
+                          system=build_system_prompt(routines=[SALARY], tools=listed),
                           query_id="q", routine_id="example.salary", routine_in_prompt=True)
     lengths = dataset_lengths([record], {"example.salary": SALARY}, TOOLS, PromptOptions(), count=words)
     assert lengths["call_tokens"] == distribution([words(call_value(c)) for c in calls], CALL_TOKEN_LIMIT)

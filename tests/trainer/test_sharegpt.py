@@ -12,6 +12,7 @@ import pytest
 from routines.backends.base import Message, ToolSpec
 from routines.calls import ToolCall, parse_tool_call
 from routines.prompt import build_system_prompt
+from routines.trajectory import Call, Trajectory
 from trainer.sharegpt import DatasetFormatError, build_record, check_record, load_dataset, write_dataset
 
 TOOLS = [
@@ -23,9 +24,10 @@ OBSERVATION = 'memory_search_employee = {"employee_id": "E-01"}'
 
 
 def record(record_id: str = "q-1") -> dict[str, Any]:
+    calls = (Call("1", CALLS[0].name, CALLS[0].arguments, OBSERVATION), Call("2", CALLS[1].name, CALLS[1].arguments, ""))
     return build_record(
-        record_id=record_id, query="Who is Ada?", calls=CALLS, observations=[OBSERVATION],
-        system=build_system_prompt(routines=[], tools=TOOLS), tools=TOOLS, answer="Ada is E-01.", query_id=record_id,
+        record_id=record_id, trajectory=Trajectory("Who is Ada?", calls, answer="Ada is E-01."),
+        system=build_system_prompt(routines=[], tools=TOOLS), tools=TOOLS, query_id=record_id,
         routine_id="r", routine_in_prompt=False,
     )
 

@@ -1,11 +1,11 @@
-"""A small reference runner: executes a fully bound Routine against a live tool server, without a model.
+"""An independent second engine, kept as a check on the first: it executes a fully bound HR Routine against a
+live tool server with a plain fastmcp Client, without the executor, its cursor or its variable memory.
 
 It walks the (branching) Routine as written: main steps in order; at a branch step it takes the first branch
 whose ``when`` holds (a branch without ``when`` is the "otherwise"), and afterwards ``{{steps.<x>}}`` names
-the output of the last step of the branch that ran. It stops after a finish step. Every call is recorded
-with its step label, arguments, structured result and free-text parameter names: that is the gold
-trajectory. A tool error is a :class:`ReferenceRunError`, since a bound Routine over the scenario's own data
-must never fail. The engine issue's executor replaces this for real runs.
+the output of the last step of the branch that ran. It stops after a finish step. The gold files are written
+by the executor in bound mode (``scenarios.hr.gold``); tests assert this runner reproduces them, so a bug in
+the executor's branch choice or bindings cannot silently become gold.
 """
 
 from __future__ import annotations
