@@ -33,7 +33,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def warm_runs(args: argparse.Namespace) -> dict[str, Any]:
-    from evals.runner import answers_match
+    from evals.gold import answers_match
     from memory.variables import VariableMemory
     from routines.backends import create_backend
     from routines.executor import Executor, ExecutorConfig

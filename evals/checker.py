@@ -21,6 +21,9 @@ schema, or present in the expected call) is missing unless the schema default is
 
 Rates follow the paper's subsets (:func:`score`): structural over all samples, tool selection over the
 structurally correct, parameters over those with the right tool, overall over all.
+
+It is one module of about 400 lines on purpose: the checker's rules (levels, normalisation, value equality)
+read top to bottom in one place, and every judgement of a call against gold goes through it.
 """
 
 from __future__ import annotations

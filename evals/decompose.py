@@ -33,7 +33,7 @@ from routines.calls import ToolCall
 from routines.errors import CallerError
 from routines.executor import Executor, ExecutorConfig
 from routines.model import Routine
-from routines.prompt import PromptOptions, build_messages, build_system_prompt
+from routines.prompt import PromptOptions, build_messages, build_system_prompt, seeded_order
 from routines.trajectory import Call, Trajectory
 
 __all__ = ["Call", "Sample", "Trajectory", "TrajectorySet", "decompose", "load_trajectories", "select_queries"]
@@ -98,9 +98,7 @@ ToolsFor = Callable[[Trajectory], Sequence[str] | None]
 
 def order_tools(tools: Sequence[ToolSpec], seed: int, key: str) -> tuple[ToolSpec, ...]:
     """``tools`` in a random order that depends only on ``seed`` and ``key``."""
-    shuffled = list(tools)
-    random.Random(f"{seed}:{key}").shuffle(shuffled)
-    return tuple(shuffled)
+    return tuple(seeded_order(tools, seed, key))
 
 
 def decompose(

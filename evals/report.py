@@ -17,7 +17,8 @@ from typing import Any
 
 from evals.checker import CATEGORIES, score
 from evals.configs import CONFIGS, MAIN_CONFIGS, EvalConfig
-from evals.runner import SampleResult, TaskResult
+from evals.end_to_end import TaskResult
+from evals.runner import SampleResult
 
 STEP_METRICS = ("structural", "tool", "parameters", "overall")
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -1,4 +1,4 @@
-"""Running samples through a model backend and judging them; running whole queries end to end.
+"""Running per-step samples through a model backend and judging them.
 
 Per-step mode (:func:`run_samples`): samples go to the backend in query/step order. A backend that batches
 for real (``TransformersBackend.complete_batch``: shared-prefix groups, KV reuse between the nested prompts
@@ -16,9 +16,7 @@ or to any tool the Routine allows at that step (``next``: the next step's tool, 
 of all its branches), never only the expected tool where the Routine leaves a choice, which would hand the
 model the answer. Without a Routine in the prompt, ``next`` is ``routine``.
 
-End-to-end mode (:func:`run_end_to_end`): each query runs through the executor in ``model`` mode against the
-live scenario servers, and is scored on task success: it reached the finish step, made the gold calls (judged
-by the same checker, free text by presence and type) and gave the gold answer.
+End-to-end runs (whole queries through the executor) are :mod:`evals.end_to_end`.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,22 +32,12 @@ from typing import Any
 import anyio
 
 from evals.checker import Verdict, check_call
-from evals.configs import CONFIGS, EvalConfig, RoutineCatalog
-from evals.decompose import Sample, Trajectory, decompose
-from evals.gold import answers_match, mismatches
-from memory.variables import VariableMemory
+from evals.decompose import Sample
 from routines.backends.base import Backend, BaseBackend, Completion, Constraint, Message, ToolSpec
 from routines.backends.process import ProcessBackend, start_all
 from routines.backends.scripted import ScriptedBackend
-from routines.calls import ToolCall
-from routines.executor import (
-    ConstrainMode,
-    Executor,
-    ExecutorConfig,
-    ToolsInPrompt,
-    constrain_mode,
-    prompt_tools,
-)
+from routines.executor import ExecutorConfig
+from routines.run_config import ConstrainMode, constrain_mode
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +100,7 @@ def sample_constraint(sample: Sample, constrain: str) -> Constraint | None:
     return None if constrain == "none" else tool_constraint(sample.allowed(constrain))
 
 
-def _progress(total: int, enabled: bool, desc: str) -> Any:
+def progress_bar(total: int, enabled: bool, desc: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, disable=not enabled, file=sys.stderr, unit="step", desc=desc, dynamic_ncols=True)
@@ -177,7 +164,7 @@ async def run_samples(
     await start_all(lanes)
     ordered = sorted(range(len(samples)), key=lambda i: (samples[i].routine_id, samples[i].query_id, samples[i].index))
     results: list[SampleResult | None] = [None] * len(samples)
-    bar = _progress(len(samples), options.progress, desc)
+    bar = progress_bar(len(samples), options.progress, desc)
 
     def done(i: int, result: SampleResult) -> None:
         results[i] = result
@@ -315,115 +302,3 @@ def scripted_backend(samples: Sequence[Sample], outputs: dict[str, str] | None =
         return "I do not know which tool to call." if found is None else found
 
     return ScriptedBackend([reply] * max(1, len(samples) * repeat))
-
-
-# ---- end to end ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    """One whole query run by the executor, scored against its trajectory."""
-
-    query_id: str
-    routine_id: str
-    finished: bool
-    calls_ok: bool
-    answer_ok: bool
-    error: str | None
-    calls: list[dict[str, Any]]
-    expected_calls: list[dict[str, Any]]
-    answer: str | None
-    expected_answer: str | None
-    model_requests: int
-    seconds: float
-
-    @property
-    def success(self) -> bool:
-        return self.finished and self.calls_ok and self.answer_ok
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "query_id": self.query_id, "routine_id": self.routine_id, "success": self.success,
-            "finished": self.finished, "calls_ok": self.calls_ok, "answer_ok": self.answer_ok, "error": self.error,
-            "answer": self.answer, "expected_answer": self.expected_answer, "calls": self.calls,
-            "expected_calls": self.expected_calls, "model_requests": self.model_requests,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def calls_match(made: Sequence[ToolCall], traj: Trajectory, tools: Sequence[ToolSpec]) -> bool:
-    """The run made the trajectory's calls, in order, each right by the checker."""
-    return not mismatches(traj.calls, made, tools)
-
-
-async def run_end_to_end(
-    trajectories: Sequence[Trajectory],
-    catalog: RoutineCatalog,
-    hub: Any,
-    backend: Backend,
-    *,
-    config: EvalConfig = CONFIGS["e2e"],
-    constrain: ConstrainMode = "none",
-    tools_in_prompt: ToolsInPrompt = "routine",
-    concurrency: int = 4,
-    max_retries: int = 2,
-    memory_threshold: int = 256,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    progress: bool = True,
-    on_result: Callable[[TaskResult], None] | None = None,
-) -> list[TaskResult]:
-    """Run each trajectory's query with the executor (model mode, the Routine as ``config`` shows it) and
-    score it. ``constrain`` and ``tools_in_prompt`` are the executor's settings, as in production. The embedded model runs one query at a time (its prefix cache follows a run)."""
-    await start_all([backend])
-    tools = await hub.list_tools()
-    exec_config = ExecutorConfig(
-        mode="model", constrain=constrain, tools_in_prompt=tools_in_prompt, prompt=config.options, max_retries=max_retries,
-        memory_threshold=memory_threshold, max_tokens=max_tokens,
-    )
-    executor = Executor(hub, backend, exec_config, variables=VariableMemory)
-    results: list[TaskResult | None] = [None] * len(trajectories)
-    bar = _progress(len(trajectories), progress, config.name)
-    limit = anyio.Semaphore(1 if batches_for_real(backend) else max(1, concurrency))
-
-    async def one(i: int) -> None:
-        traj = trajectories[i]
-        async with limit:
-            started = time.perf_counter()
-            run = await executor.run(catalog.routine(traj.routine_id), traj.query, user_id=None, system=traj.system)
-            seconds = time.perf_counter() - started
-        made = [ToolCall(c.tool, c.arguments) for c in run.calls]
-        result = TaskResult(
-            query_id=traj.query_id, routine_id=traj.routine_id, finished=run.ok,
-            calls_ok=calls_match(made, traj, tools), answer_ok=answers_match(run.answer, traj.answer),
-            error=run.error, calls=[c.as_dict() for c in made],
-            expected_calls=[c.call.as_dict() for c in traj.calls], answer=run.answer,
-            expected_answer=traj.answer, model_requests=sum(1 for a in run.attempts if a.source == "model"),
-            seconds=seconds,
-        )
-        results[i] = result
-        bar.update(1)
-        if on_result is not None:
-            on_result(result)
-
-    try:
-        async with anyio.create_task_group() as tg:
-            for i in range(len(trajectories)):
-                tg.start_soon(one, i)
-    finally:
-        bar.close()
-    return [r for r in results if r is not None]
-
-
-def e2e_samples(
-    trajectories: Sequence[Trajectory], catalog: RoutineCatalog, tools: Sequence[ToolSpec],
-    tools_in_prompt: ToolsInPrompt = "routine",
-) -> list[Sample]:
-    """The per-step samples an end-to-end run sends when every call is right (servers' tool order): what a
-    scripted oracle needs to answer an e2e run."""
-    config = CONFIGS["e2e"]
-    by_name = {t.name: t for t in tools}
-    return decompose(
-        trajectories, tools, routines=lambda t: [catalog.routine(t.routine_id)], options=config.options,
-        shuffle="none", config=config.name,
-        listed=lambda t: [s.name for s in prompt_tools([catalog.routine(t.routine_id)], by_name, tools_in_prompt)],
-    )

@@ -31,20 +31,7 @@ from routines.errors import CallerError, DownstreamError, ModelCallError, RunFai
 from routines.inputs import extract_inputs, missing_inputs
 from routines.model import Routine, Step
 from routines.prompt import build_messages, build_system_prompt, observation_text
-from routines.run_config import (  # noqa: F401  (the executor's settings, importable from here)
-    CONSTRAIN_MODES,
-    MODES,
-    TOOLS_IN_PROMPT,
-    ConstrainMode,
-    ExecutorConfig,
-    Mode,
-    RunSink,
-    ToolCaller,
-    ToolsInPrompt,
-    VariableStore,
-    constrain_mode,
-    prompt_tools,
-)
+from routines.run_config import MODES, ExecutorConfig, Mode, RunSink, ToolCaller, VariableStore, prompt_tools
 from routines.trajectory import Call, StepRecord, Trajectory
 
 log = logging.getLogger(__name__)

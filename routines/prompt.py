@@ -15,6 +15,7 @@ One builder serves the executor at run time, distillation (the dataset's ``syste
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,14 @@ def render_routines(routines: Sequence[Routine | str], options: PromptOptions) -
         for r in routines
     ]
     return "\n\n".join(parts)
+
+
+def seeded_order(tools: Sequence[ToolSpec], seed: int, key: str) -> list[ToolSpec]:
+    """``tools`` in a random order that depends only on ``seed`` and ``key`` (a record, query or Routine id):
+    how distillation and evaluation vary the tool order of their prompts reproducibly."""
+    shuffled = list(tools)
+    random.Random(f"{seed}:{key}").shuffle(shuffled)
+    return shuffled
 
 
 def tool_line(tool: ToolSpec) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,11 +32,12 @@ from evals.gold import answers_match, free_text_of, gold_differences
 from memory.variables import VariableMemory
 from routines.backends.base import Backend, ToolSpec
 from routines.errors import CallerError
-from routines.executor import Executor, ExecutorConfig, RunResult, prompt_tools
+from routines.executor import Executor, ExecutorConfig, RunResult
 from routines.flatten import flatten
 from routines.hub import ToolHub, ToolResult
 from routines.model import Routine
-from routines.prompt import PromptOptions, build_system_prompt
+from routines.prompt import PromptOptions, build_system_prompt, seeded_order
+from routines.run_config import prompt_tools
 from routines.scenario import Scenario
 from trainer.augment import PhrasingSets, augment, load_template_file
 from trainer.lengths import dataset_lengths
@@ -148,10 +148,7 @@ class _OrderedTools:
 
 def tool_order(tools: Sequence[ToolSpec], record_id: str, options: DistillOptions) -> list[ToolSpec]:
     """The record's tool order: seeded by the options' seed and the record id, so reruns agree."""
-    order = list(tools)
-    if options.shuffle_tools:
-        random.Random(f"{options.seed}:{record_id}").shuffle(order)
-    return order
+    return seeded_order(tools, options.seed, record_id) if options.shuffle_tools else list(tools)
 
 
 def listed_tools(order: Sequence[ToolSpec], routine: Routine, options: DistillOptions) -> list[ToolSpec]:

@@ -14,9 +14,9 @@ from functools import lru_cache
 from typing import Any
 
 from routines.backends.base import ToolSpec
-from routines.executor import prompt_tools
 from routines.model import Routine
 from routines.prompt import PromptOptions, build_system_prompt
+from routines.run_config import prompt_tools
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,9 @@ parameter); data tools enforce access and answer ``permission denied: ...`` as a
 whose value is free text (checked for presence and type only in evaluation) would carry ``"x-free-text":
 true`` in their JSON schema and be listed in :data:`FREE_TEXT_PARAMS`; since calls pass earlier results by
 reference, no HR parameter is free text.
+
+One module of about 400 lines on purpose: it is the scenario's one MCP server, its 25 tools side by side as
+a downstream team would write them.
 """
 
 from __future__ import annotations

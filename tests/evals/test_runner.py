@@ -10,14 +10,13 @@ import pytest
 
 from evals.configs import CONFIGS, build_samples
 from evals.decompose import Sample, TrajectorySet
+from evals.end_to_end import e2e_samples, run_end_to_end
 from evals.runner import (
     RunOptions,
     SampleResult,
     batches_for_real,
     conversation_key,
-    e2e_samples,
     pick_routine,
-    run_end_to_end,
     run_samples,
     scripted_backend,
 )

@@ -91,3 +91,33 @@ def test_sequence_numbers_continue_after_the_log_is_reopened(tmp_path: Path) -> 
     second = RunLog(path)  # e.g. a second server process writing to the same log
     second.log_step(run_id, _step("2", "b"))
     assert [s["seq"] for s in RunLog(path).get_run(run_id)["steps"]] == [1, 2]
+
+
+def test_a_log_written_before_observations_were_kept_opens_and_gains_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE runs (id TEXT PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL, routine_id TEXT,
+            routine_version INTEGER, query TEXT NOT NULL, mode TEXT NOT NULL, backend TEXT, user_id TEXT, inputs TEXT,
+            status TEXT NOT NULL DEFAULT 'running', answer TEXT, error TEXT);
+        CREATE TABLE steps (run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL, step TEXT,
+            source TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, raw_output TEXT, tool TEXT, arguments TEXT,
+            resolved_arguments TEXT, result TEXT, error TEXT, error_kind TEXT, prompt_chars INTEGER,
+            prompt_tokens INTEGER, output_tokens INTEGER, model_latency_s REAL, tool_latency_s REAL,
+            created_at REAL NOT NULL, PRIMARY KEY (run_id, seq));
+        INSERT INTO runs (id, started_at, query, mode, status, answer) VALUES ('old1', 1.0, 'q', 'bound', 'finished', 'a');
+        INSERT INTO steps (run_id, seq, step, source, tool, arguments, created_at)
+            VALUES ('old1', 1, '1', 'bound', 'summarize', '{"x": 1}', 1.0);
+    """)
+    db.commit()
+    db.close()
+    log = RunLog(path)
+    old = log.trajectory("old1")
+    assert [(c.step, c.tool, c.arguments, c.observation) for c in old.calls] == [("1", "summarize", {"x": 1}, "")]
+    assert old.answer == "a" and old.system == {}
+    run_id = log.start_run(query="new", mode="model", system={"user_id": "u-1"})
+    log.log_step(run_id, _step("1", "search_employee", observation="memory_search_employee = {}",
+                               next_tools=("search_employee",)))
+    new = log.trajectory(run_id)
+    assert new.system == {"user_id": "u-1"} and new.calls[0].next_tools == ("search_employee",)
+    assert new.calls[0].observation == "memory_search_employee = {}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from routines.errors import CallerError
 from routines.executor import Executor, ExecutorConfig, RunResult
 from routines.hub import ToolHub
 from routines.model import Routine
-from routines.prompt import build_system_prompt
+from routines.prompt import build_messages, build_system_prompt
 from tests.fixtures.toy_server import (
     CRASH,
     SALARY_ROUTINE,
@@ -160,6 +161,26 @@ async def test_a_tool_the_routine_does_not_name_is_refused_and_never_reaches_the
     assert "the Routine does not use delete_records" in (refused[0].error or "")
     feedback = executor.backend.requests[2][-1]  # type: ignore[union-attr]
     assert feedback.role == "user" and "search_employee" in feedback.content
+
+
+async def test_one_run_record_the_log_keeps_and_every_conversation_is_built_from(hub: ToolHub, runlog: RunLog) -> None:
+    """The run log's trajectory is the one the executor returned, and the messages the model got before each
+    call are build_messages over the calls before it (refused attempts are in the log, not in the record)."""
+    forbidden = {"name": "delete_records", "arguments": {"employee_id": "E-001"}}
+    executor = _executor(hub, [ADA_HR[0], forbidden, *ADA_HR[1:]], runlog)
+    result = await executor.run(SALARY, "Ada's salary", user_id="u-hr")
+    assert result.ok, result.error
+    record = result.trajectory()
+    assert runlog.trajectory(result.run_id or "") == replace(record, query_id=result.run_id or "")
+    assert [c.tool for c in record.calls] == [c["name"] for c in ADA_HR]
+    assert all(c.observation and c.tool in c.next_tools for c in record.calls)
+    requests = executor.backend.requests  # type: ignore[union-attr]
+    first_tries = [requests[0], requests[1], *requests[3:]]  # requests[1] got the refused call
+    system = requests[0][0].content
+    for k, messages in enumerate(first_tries):
+        assert messages == build_messages(system, "Ada's salary", record.calls[:k])
+    assert requests[2][: len(requests[1])] == requests[1]  # the retry: the same conversation plus the feedback
+    assert len(runlog.get_run(result.run_id or "")["steps"]) == len(record.calls) + 1
 
 
 async def test_a_model_that_insists_on_a_forbidden_tool_fails_the_run_without_calling_it(hub: ToolHub, calls: Calls) -> None:
