@@ -9,9 +9,10 @@ writes the scenario folder (default ``scenarios/cfb/data``); serving answers fro
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
+
+from scenarios.serving import add_transport_arguments, configure_logging, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,13 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", "--data", dest="data", type=Path, default=DEFAULT_OUT,
                         help=f"the scenario folder to build or serve (default {DEFAULT_OUT})")
     parser.add_argument("--limit", type=int, default=None, help="build only N evenly spaced samples (for tests)")
-    parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
-    parser.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8766, help="HTTP port (default 8766)")
-    parser.add_argument("--log-level", default="INFO", help="logging level on stderr (default INFO)")
+    add_transport_arguments(parser, port=8766)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args)
     if args.build:
         from scenarios.cfb.build import build
         from scenarios.cfb.source import SourceMissing
@@ -50,11 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.http:
-        server.run(transport="http", host=args.host, port=args.port, show_banner=False)
-    else:
-        server.run(transport="stdio", show_banner=False)
-    return 0
+    return serve(server, args)
 
 
 if __name__ == "__main__":

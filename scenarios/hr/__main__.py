@@ -7,12 +7,11 @@ company database first when it does not exist. Logs go to stderr; stdout belongs
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
 from scenarios.hr import default_db_path, ensure_database
 from scenarios.hr.db import build_database, counts
+from scenarios.serving import add_transport_arguments, configure_logging, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,13 +20,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"company database (default {default_db_path()}, from $ROUTINE_DATA_DIR)")
     parser.add_argument("--seed", type=int, default=7, help="seed used when the database is built (default 7)")
     parser.add_argument("--build", action="store_true", help="(re)build the database, print its table sizes, exit")
-    parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
-    parser.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
-    parser.add_argument("--log-level", default="INFO", help="logging level on stderr (default INFO)")
+    add_transport_arguments(parser, port=8765)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args)
     path = args.db.expanduser() if args.db else default_db_path()
     if args.build:
         build_database(path, seed=args.seed)
@@ -36,12 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from scenarios.hr.server import create_server
 
-    server = create_server(ensure_database(path, seed=args.seed))
-    if args.http:
-        server.run(transport="http", host=args.host, port=args.port, show_banner=False)
-    else:
-        server.run(transport="stdio", show_banner=False)
-    return 0
+    return serve(create_server(ensure_database(path, seed=args.seed)), args)
 
 
 if __name__ == "__main__":

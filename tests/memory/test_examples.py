@@ -15,12 +15,7 @@ from memory.embeddings import HashEmbedder
 from memory.errors import InvalidExampleError
 from memory.retrieval import DEFAULT_THRESHOLD, EXAMPLES_THRESHOLD, ExampleIndex, Retriever, top_k_mean
 from memory.store import MIGRATIONS, Example, ProcedureStore
-
-
-def routine(key: str, description: str) -> dict[str, Any]:
-    return {"id": f"hr.{key}", "name": f"{key.title()} enquiry", "description": description,
-            "steps": [{"step": "1", "name": "Find employee", "tool": "search_employee"},
-                      {"step": "2", "name": "Answer", "tool": "summarize", "type": "finish"}]}
+from tests.fixtures.small_routines import routine
 
 
 @pytest.fixture

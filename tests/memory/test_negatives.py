@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,12 +12,7 @@ from memory.embeddings import HashEmbedder
 from memory.errors import InvalidExampleError
 from memory.retrieval import Retriever
 from memory.store import ProcedureStore
-
-
-def routine(key: str, description: str) -> dict[str, Any]:
-    return {"id": f"hr.{key}", "name": f"{key.title()} enquiry", "description": description,
-            "steps": [{"step": "1", "name": "Find employee", "tool": "search_employee"},
-                      {"step": "2", "name": "Answer", "tool": "summarize", "type": "finish"}]}
+from tests.fixtures.small_routines import routine
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ optimizer steps)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -23,14 +22,9 @@ from memory.tuning import (
     training_data,
     tune,
 )
+from tests.fixtures.small_routines import routine
 
 pytest.importorskip("peft")
-
-
-def routine(key: str, description: str) -> dict[str, Any]:
-    return {"id": f"hr.{key}", "name": f"{key.title()} enquiry", "description": description,
-            "steps": [{"step": "1", "name": "Find employee", "tool": "search_employee"},
-                      {"step": "2", "name": "Answer", "tool": "summarize", "type": "finish"}]}
 
 
 @pytest.fixture
