@@ -1,10 +1,14 @@
 """``ToolHub``: the engine's connection to the enterprise's downstream MCP tool servers.
 
 Configured like Claude Desktop (``{"mcpServers": {"hr": {"command": ..., "args": [...], "env": {...}},
-"crm": {"url": ..., "headers": {...}, "bearer": ...}}}``) or with in-process FastMCP servers (tests, the demo).
-Tools are listed once and cached; with more than one server their names get the server's name as a prefix
-(``hr_get_salary``). Calls have a timeout; a lost connection is re-opened once before the call is given up
-as a ``DownstreamError``, so the next run works once a restarted server is back.
+"crm": {"url": ..., "headers": {...}, "bearer": ...}}}``; fastmcp's ``fastmcp.mcp_config`` models check each
+entry) or with in-process FastMCP servers (tests, the demo). Ours on top of that format: ``${VAR}`` in ``env``
+values and in ``bearer`` (or ``token``: sent as ``Authorization: Bearer ...``), ``idempotentTools``, and a
+stdio server that ends when the hub closes. Tools are listed once and cached; with more than one server
+their names get the server's name as a prefix (``hr_get_salary``). Calls have a timeout; a lost connection is
+re-opened once before the call is given up as a ``DownstreamError``, so the next run works once a restarted
+server is back. Only what fastmcp's client and the MCP SDK raise for a dead connection counts as one; any
+other exception is raised as is.
 
 A call that was sent and then lost its connection may or may not have run. It is repeated on the new
 connection only when repeating it is safe: the tool is annotated ``readOnlyHint`` or ``idempotentHint`` (MCP
@@ -22,28 +26,27 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import httpx2
 from fastmcp import Client
-from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
+from fastmcp.mcp_config import RemoteMCPServer, StdioMCPServer
 from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from routines.backends.base import ToolSpec
 from routines.errors import CallerError, DownstreamError
 
 log = logging.getLogger(__name__)
 
-# What a dead or unreachable server raises underneath fastmcp's client.
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# What a transport raises underneath fastmcp's client when the other end is gone.
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     anyio.ClosedResourceError,
     anyio.BrokenResourceError,
     anyio.EndOfStream,
-    ConnectionError,
-    OSError,
-    RuntimeError,
-    MCPError,
+    OSError,  # ConnectionError, BrokenPipeError, ...
     httpx2.TransportError,
 )
 
@@ -60,10 +63,81 @@ class ToolResult:
     tool: str
 
 
+# ---- the servers config -----------------------------------------------------------------------------------
+class _Idempotence(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    idempotent_tools: list[str] = Field(
+        default_factory=list, alias="idempotentTools",
+        description='Tools of this server that may be repeated after a lost connection (["*"]: all of them).')
+
+    @field_validator("idempotent_tools", mode="before")
+    @classmethod
+    def _tool_names(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise ValueError('must be a list of tool names (or ["*"])')
+        return value
+
+
+class StdioServer(_Idempotence, StdioMCPServer):
+    """A stdio server entry: fastmcp's fields; ``${VAR}`` in ``env`` values is expanded; ``args`` may hold
+    numbers."""
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _args_as_text(cls, value: Any) -> Any:
+        return [str(a) for a in value] if isinstance(value, list) else value
+
+
+class HttpServer(_Idempotence, RemoteMCPServer):
+    """A streamable HTTP (or SSE, for a URL ending in ``/sse``) server entry: fastmcp's fields, and a bearer
+    token as ``bearer`` or ``token`` (``${VAR}`` expanded)."""
+
+    bearer: str | None = Field(None, description="A bearer token sent as the Authorization header.")
+    token: str | None = Field(None, description="Another name for bearer.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
+def _problems(error: ValidationError) -> str:
+    parts = []
+    for e in error.errors(include_url=False)[:6]:
+        where = ".".join(str(p) for p in e["loc"])
+        message = str(e["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def server_entry(name: str, entry: Any, *, where: str = "the servers config") -> Any:
+    """One ``mcpServers`` entry checked: a ``StdioServer`` or ``HttpServer`` for an object; an in-process
+    server or ready transport (anything else) as it is. Raises ``CallerError`` naming the entry."""
+    if isinstance(entry, (StdioServer, HttpServer)) or not isinstance(entry, Mapping):
+        return entry
+    model: type[BaseModel]
+    if "command" in entry:
+        model = StdioServer
+    elif "url" in entry:
+        model = HttpServer
+    else:
+        raise CallerError(f"{where}: server {name!r} needs a 'command' (stdio) or a 'url' (HTTP)")
+    try:
+        return model.model_validate(dict(entry))
+    except ValidationError as exc:
+        raise CallerError(f"{where}: server {name!r}: {_problems(exc)}") from None
+
+
 def load_servers_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    """Read a Claude-Desktop-style config (file path or dict) into ``{name: entry}``."""
+    """Read a Claude-Desktop-style config (file path or dict; ``mcpServers`` or the servers bare) into
+    ``{name: entry}`` with every entry checked (:func:`server_entry`)."""
+    where, from_file = "the servers config", isinstance(source, (str, Path))
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
+        where = f"servers file {path}"
         try:
             source = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -72,11 +146,14 @@ def load_servers_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any
             raise CallerError(f"servers file {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
     servers = source.get("mcpServers", source) if isinstance(source, Mapping) else None
     if not isinstance(servers, Mapping) or not servers:
-        raise CallerError('a servers config needs {"mcpServers": {"<name>": {"command": ...} or {"url": ...}}}')
+        raise CallerError(f'{where} has no servers: a servers config needs {{"mcpServers": {{"<name>": '
+                          '{"command": ...} or {"url": ...}}}')
+    checked = {}
     for name, entry in servers.items():
-        if isinstance(entry, Mapping) and not ("command" in entry or "url" in entry):
-            raise CallerError(f"server {name!r} needs a 'command' (stdio) or a 'url' (HTTP)")
-    return dict(servers)
+        if from_file and not isinstance(entry, Mapping):  # only a program can hand over a server object
+            raise CallerError(f"{where}: server {name!r} must be an object with a 'command' (stdio) or a 'url' (HTTP)")
+        checked[name] = server_entry(name, entry, where=where)
+    return checked
 
 
 _NOT_REPEATED = ("the connection was lost during the call, which may or may not have run; it was not repeated "
@@ -96,29 +173,35 @@ def _safe_to_repeat(tool: Any) -> bool:
 
 def _idempotent_tools(entry: Any) -> set[str]:
     """The tool names a servers-file entry declares safe to repeat (``"idempotentTools"``; ``"*"``: all)."""
-    declared = entry.get("idempotentTools") if isinstance(entry, Mapping) else None
-    if declared is None:
-        return set()
-    if not isinstance(declared, list) or not all(isinstance(t, str) for t in declared):
-        raise CallerError('"idempotentTools" in the servers file must be a list of tool names (or ["*"])')
-    return set(declared)
+    return set(entry.idempotent_tools) if isinstance(entry, _Idempotence) else set()
 
 
-def _transport(name: str, entry: Any) -> Any:
-    if not isinstance(entry, Mapping):
-        return entry  # a FastMCP server object or a ready transport: fastmcp's Client infers the rest
-    if "command" in entry:
-        env = {k: os.path.expandvars(str(v)) for k, v in (entry.get("env") or {}).items()}
+def _transport(entry: Any) -> Any:
+    if isinstance(entry, StdioServer):
+        env = {k: os.path.expandvars(str(v)) for k, v in entry.env.items()}
         # keep_alive=False: closing our client ends the process (fastmcp's default keeps it running).
-        return StdioTransport(
-            command=entry["command"], args=[str(a) for a in entry.get("args", [])], env=env or None,
-            cwd=entry.get("cwd"), keep_alive=False,
-        )
-    headers = dict(entry.get("headers") or {})
-    bearer = entry.get("bearer") or entry.get("token")
-    if bearer:
-        headers.setdefault("Authorization", f"Bearer {os.path.expandvars(str(bearer))}")
-    return StreamableHttpTransport(url=entry["url"], headers=headers)
+        return entry.model_copy(update={"env": env, "keep_alive": False}).to_transport()
+    if isinstance(entry, HttpServer):
+        headers = dict(entry.headers)
+        bearer = entry.bearer or entry.token
+        if bearer:
+            headers.setdefault("Authorization", f"Bearer {os.path.expandvars(bearer)}")
+        return entry.model_copy(update={"headers": headers}).to_transport()
+    return entry  # a FastMCP server object or a ready transport: fastmcp's Client infers the rest
+
+
+def _lost_connection(exc: BaseException, client: Client) -> bool:
+    """True when ``exc`` says the connection to the server is gone, as the MCP SDK and fastmcp's client say
+    it: ``MCPError`` with code ``CONNECTION_CLOSED`` (a stdio server that exited, a stream that ended), a
+    transport error, or fastmcp's ``RuntimeError`` for a session that died ("Server session was closed
+    unexpectedly", "Client is not connected", ...), which leaves the client disconnected."""
+    if isinstance(exc, MCPError):
+        return exc.error.code == CONNECTION_CLOSED
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_lost_connection(e, client) for e in exc.exceptions)
+    if isinstance(exc, _TRANSPORT_ERRORS):
+        return True
+    return isinstance(exc, RuntimeError) and not client.is_connected()
 
 
 def _value_of(result: Any) -> tuple[Any, str]:
@@ -156,10 +239,14 @@ class _Connection:
             if self.client is not None and self.client.is_connected():
                 return self.client
             await self._close(self.client)
-            client = Client(_transport(self.name, self.entry), timeout=self.timeout, init_timeout=self.timeout)
+            client = Client(_transport(self.entry), timeout=self.timeout, init_timeout=self.timeout)
             try:
                 await client.__aenter__()
-            except Exception as exc:  # whatever stops a connection is the server's (or its config's) problem
+            except Exception as exc:
+                # The server's answer (an MCP or HTTP error) or no connection at all: the server's problem (or
+                # its config's). Anything else is raised as is.
+                if not isinstance(exc, (MCPError, httpx2.HTTPError)) and not _lost_connection(exc, client):
+                    raise
                 raise DownstreamError(self.name, None, f"cannot connect: {exc or type(exc).__name__}") from exc
             self.client = client
             return client
@@ -187,7 +274,7 @@ class ToolHub:
             raise CallerError("a ToolHub needs at least one downstream server")
         self.timeout = timeout
         self.prefix = len(servers) > 1 if prefix is None else prefix
-        self._conns = {name: _Connection(name, entry, timeout) for name, entry in servers.items()}
+        self._conns = {name: _Connection(name, server_entry(name, entry), timeout) for name, entry in servers.items()}
         self._tools: dict[str, tuple[str, ToolSpec]] | None = None
         self._repeatable: set[str] = set()  # exposed names of the tools a lost call may be repeated for
         self._lock = anyio.Lock()
@@ -196,7 +283,7 @@ class ToolHub:
     def from_config(cls, source: str | Path | Mapping[str, Any], **kwargs: Any) -> ToolHub:
         return cls(load_servers_config(source), **kwargs)
 
-    async def __aenter__(self) -> ToolHub:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -268,20 +355,17 @@ class ToolHub:
                 return await op(client)
             except TimeoutError as exc:
                 raise DownstreamError(conn.name, tool, f"no answer within {limit:g} s") from exc
-            except MCPError as exc:
-                if "timed out" in str(exc).lower():
+            except Exception as exc:
+                if isinstance(exc, MCPError) and exc.error.code == REQUEST_TIMEOUT:
                     raise DownstreamError(conn.name, tool, f"no answer within {limit:g} s") from exc
-                await conn.close(client)
-                if attempt == 2 or "connection closed" not in str(exc).lower():
-                    raise DownstreamError(conn.name, tool, str(exc)) from exc
-                if not repeat:
-                    raise DownstreamError(conn.name, tool, _NOT_REPEATED) from exc
-                log.warning("downstream %s lost the connection; reconnecting", conn.name)
-            except _CONNECTION_ERRORS as exc:
+                if not _lost_connection(exc, client):
+                    if isinstance(exc, MCPError):  # the server answered with an error
+                        raise DownstreamError(conn.name, tool, str(exc)) from exc
+                    raise  # not the connection: raised as is
                 await conn.close(client)
                 if attempt == 2:
                     raise DownstreamError(conn.name, tool, f"connection lost: {exc or type(exc).__name__}") from exc
                 if not repeat:
                     raise DownstreamError(conn.name, tool, _NOT_REPEATED) from exc
-                log.warning("downstream %s failed (%s); reconnecting", conn.name, exc)
+                log.warning("downstream %s lost the connection (%s); reconnecting", conn.name, exc)
         raise AssertionError("unreachable")  # pragma: no cover

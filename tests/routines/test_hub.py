@@ -10,9 +10,10 @@ from typing import Any
 
 import anyio
 import pytest
+from fastmcp import Client
 
 from routines.errors import CallerError, DownstreamError
-from routines.hub import ToolHub, load_servers_config
+from routines.hub import ToolHub, _transport, load_servers_config
 from tests.fixtures.toy_server import HttpToyServer, create_toy_server, stdio_config, toy_processes
 
 pytestmark = pytest.mark.anyio
@@ -104,14 +105,61 @@ def test_a_config_file_is_read_in_claude_desktops_format(tmp_path: Path) -> None
         ("{not json", "is not valid JSON"),
         ("{}", "needs"),
         ('{"mcpServers": {"hr": {"cmd": "python"}}}', "server 'hr' needs a 'command' \\(stdio\\) or a 'url'"),
+        ('{"mcpServers": {"hr": "python server.py"}}', "server 'hr' must be an object with a 'command'"),
+        ('{"mcpServers": {"hr": {"command": ["python", "server.py"]}}}', "server 'hr': command: Input should be a valid string"),
+        ('{"mcpServers": {"hr": {"command": "python", "env": ["A=1"]}}}', "server 'hr': env: Input should be a valid dict"),
+        ('{"mcpServers": {"crm": {"url": "ftp://crm/mcp"}}}', "server 'crm': url: 'ftp://crm/mcp' is not an http"),
+        ('{"mcpServers": {"crm": {"url": "http://crm/mcp", "headers": {"X-Team": 7}}}}',
+         "server 'crm': headers.X-Team: Input should be a valid string"),
     ],
 )
 def test_a_bad_config_says_what_to_fix(tmp_path: Path, content: str | None, message: str) -> None:
     path = tmp_path / "servers.json"
     if content is not None:
         path.write_text(content, encoding="utf-8")
-    with pytest.raises(CallerError, match=message):
+    with pytest.raises(CallerError, match=message) as caught:
         ToolHub.from_config(path)
+    assert str(path) in str(caught.value)  # which file
+
+
+def test_the_format_is_fastmcps_with_ours_on_top(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fastmcp.mcp_config's fields (description, cwd, timeout, transport) are accepted; ours stay: numbers in
+    args, ${VAR} in env and bearer, idempotentTools, and in-process servers by name."""
+    monkeypatch.setenv("CRM_TOKEN", "tok-2")
+    config = {"mcpServers": {
+        "hr": {"command": "python", "args": ["server.py", "--port", 8080], "env": {"KEY": "${CRM_TOKEN}"},
+               "cwd": str(tmp_path), "description": "the HR server", "idempotentTools": ["*"]},
+        "crm": {"url": "http://127.0.0.1:9/mcp", "bearer": "${CRM_TOKEN}", "timeout": 30000},
+    }}
+    servers = load_servers_config(config)
+    assert servers["hr"].args == ["server.py", "--port", "8080"] and servers["hr"].idempotent_tools == ["*"]
+    assert servers["hr"].description == "the HR server" and servers["crm"].bearer == "${CRM_TOKEN}"
+    hub = ToolHub(servers)
+    hr, crm = (hub._conns[name] for name in ("hr", "crm"))
+    stdio, http = _transport(hr.entry), _transport(crm.entry)
+    assert stdio.env == {"KEY": "tok-2"} and stdio.cwd == str(tmp_path) and stdio.keep_alive is False
+    assert http.headers["Authorization"] == "Bearer tok-2"
+    in_memory = create_toy_server()
+    assert load_servers_config({"mcpServers": {"toy": in_memory}})["toy"] is in_memory
+
+
+async def test_another_exception_on_a_live_connection_is_raised_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a dead connection is the server's problem: a RuntimeError (or any other error) while the client is
+    still connected is not turned into a DownstreamError, and the connection is not reopened."""
+    calls: Calls = []
+
+    async def broken(self: Client, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug somewhere under the call")
+
+    async with ToolHub({"toy": create_toy_server(calls)}) as hub:
+        await hub.list_tools()
+        client = hub._conns["toy"].client
+        monkeypatch.setattr(Client, "call_tool_mcp", broken)
+        with pytest.raises(RuntimeError, match="a bug somewhere under the call"):
+            await hub.call("echo", {"value": "x"})
+        monkeypatch.undo()
+        assert hub._conns["toy"].client is client  # the same connection goes on
+        assert (await hub.call("echo", {"value": "x"})).value == "x"
 
 
 async def test_a_server_that_cannot_start_is_a_downstream_error() -> None:
@@ -182,9 +230,8 @@ async def test_the_servers_file_can_declare_tools_idempotent(tmp_path: Path) -> 
         assert (await hub.call("pay", {"ledger": str(ledger), "amount": 3})).value == {"entered": 3}
     assert ledger.read_text() == "3\n3\n"
     config["mcpServers"]["toy"]["idempotentTools"] = "pay"
-    async with ToolHub.from_config(config, timeout=20) as hub:
-        with pytest.raises(CallerError, match="idempotentTools"):
-            await hub.list_tools()
+    with pytest.raises(CallerError, match=r"server 'toy': idempotentTools: must be a list of tool names"):
+        ToolHub.from_config(config, timeout=20)  # refused when read, before any server starts
 
 
 # ---- streamable HTTP ----------------------------------------------------------------------------------
