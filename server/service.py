@@ -16,7 +16,6 @@ import anyio
 from memory.retrieval import RetrievalResult, Retriever
 from memory.runlog import RunLog
 from memory.store import ProcedureStore
-from routines.backends import create_backend
 from routines.backends.base import Backend, ToolSpec
 from routines.errors import CallerError
 from routines.executor import Executor, ExecutorConfig, RunResult, StepCallback
@@ -108,16 +107,9 @@ class RoutineService:
             return sampling
         if self._executor_backend is _UNSET:
             s = self.settings
-            if s.executor_backend == "openai":
-                if not s.model:
-                    raise CallerError("ROUTINE_EXECUTOR_BACKEND=openai needs ROUTINE_MODEL (the model or LoRA adapter name)")
-                self._executor_backend = create_backend("openai", model=s.model, base_url=s.endpoint, api_key=s.api_key)
-            elif s.executor_backend == "local":
-                self._executor_backend = create_backend(
-                    "local", model=s.local_model, adapter=s.executor_adapter, dtype=s.local_dtype
-                )
-            else:
-                self._executor_backend = None
+            if s.executor_backend == "openai" and not s.model:
+                raise CallerError("ROUTINE_EXECUTOR_BACKEND=openai needs ROUTINE_MODEL (the model or LoRA adapter name)")
+            self._executor_backend = s.backend(s.executor_backend)
         return self._executor_backend
 
     def uses_client_model(self, part: Literal["executor", "planner"]) -> bool:
@@ -139,10 +131,9 @@ class RoutineService:
             if not model:
                 raise CallerError("planning needs a model: set ROUTINE_PLANNER_MODEL (and ROUTINE_PLANNER_ENDPOINT), "
                                   "or ROUTINE_PLANNER_BACKEND=sampling to use the client's model")
-            self._planner_backend = create_backend("openai", model=model, base_url=s.planner_endpoint or s.endpoint,
-                                                   api_key=s.api_key)
-        else:
-            self._planner_backend = create_backend("local", model=s.local_model)
+            self._planner_backend = s.backend("openai", model=model, base_url=s.planner_endpoint)
+        else:  # the embedded base model, without the executor's adapter
+            self._planner_backend = s.backend("local", adapter="none")
         assert self._planner_backend is not None
         return self._planner_backend
 
@@ -166,7 +157,7 @@ class RoutineService:
             if not model:
                 raise CallerError("teacher 'openai' needs a model: set ROUTINE_PLANNER_MODEL (or ROUTINE_MODEL) and "
                                   "ROUTINE_PLANNER_ENDPOINT (or ROUTINE_ENDPOINT)")
-            return create_backend("openai", model=model, base_url=s.planner_endpoint or s.endpoint, api_key=s.api_key)
+            return s.backend("openai", model=model, base_url=s.planner_endpoint)
         raise CallerError(f"unknown teacher {teacher!r}; use 'bound', 'executor' or 'openai'")
 
     # ---- operations -------------------------------------------------------------------------------
@@ -216,7 +207,7 @@ class RoutineService:
         sampling: Backend | None = None,
     ) -> tuple[RunResult, Routine, RetrievalResult | None]:
         check_text("the query", query, self.settings.max_query_chars, "ROUTINE_MAX_QUERY_CHARS")
-        run_mode = mode or self.settings.executor_mode
+        run_mode = self.settings.run_mode(mode)
         backend = None if run_mode == "bound" else self.executor_backend(sampling)
         if backend is None and run_mode != "bound":  # refused before any retrieval or downstream work
             raise CallerError(f"mode {run_mode!r} needs an executor model, and ROUTINE_EXECUTOR_BACKEND is 'none'; "

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from routines.backends.base import Backend
 
 
 class Settings(BaseSettings):
@@ -96,6 +99,35 @@ class Settings(BaseSettings):
     scenario_dirs: str | None = Field(
         None, description="Comma-separated scenario directories that distill_dataset may run by name, besides the "
         "built-in ones; MCP callers can only name scenarios, never give paths.")
+
+    def run_mode(self, mode: str | None = None) -> str:
+        """A run's mode: ``mode`` when the request or command names one, else ``executor_mode``. The one place
+        the default is resolved (the MCP tool, the service and ``routine run`` ask here)."""
+        return mode or self.executor_mode
+
+    def backend_options(
+        self, kind: str, *, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
+        adapter: str | None = None, dtype: str | None = None,
+    ) -> dict[str, Any]:
+        """What ``create_backend(kind, ...)`` gets: a command's own values (``--model``, ``--base-url``, ...) win
+        over these settings. ``openai``: model (``model``), endpoint (``endpoint``) and key (``api_key``);
+        ``local``: model directory (``local_model``), adapter (:meth:`adapter_for`; ``adapter="none"``: the
+        base model alone) and numerics (``local_dtype``); other kinds: nothing."""
+        if kind == "openai":
+            return {"model": model or self.model, "base_url": base_url or self.endpoint, "api_key": api_key or self.api_key}
+        if kind == "local":
+            return {"model": model or self.local_model, "adapter": self.adapter_for(adapter, model),
+                    "dtype": dtype or self.local_dtype}
+        return {}
+
+    def backend(self, kind: str, *, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
+                adapter: str | None = None, dtype: str | None = None, **extra: Any) -> Backend | None:
+        """The one place settings become a model backend: ``create_backend`` with :meth:`backend_options`
+        (``extra``: backend options no setting has, e.g. ``threads``). Kinds: local, openai, scripted, none."""
+        from routines.backends import create_backend
+
+        options = self.backend_options(kind, model=model, base_url=base_url, api_key=api_key, adapter=adapter, dtype=dtype)
+        return create_backend(kind, **options, **extra)
 
     @property
     def executor_adapter(self) -> str | None:

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import anyio
 import typer
 
-from routines.backends import create_backend
 from server.settings import Settings
 from trainer.distill import DistillOptions, distill
 from trainer.lengths import describe
@@ -24,14 +23,9 @@ def teacher_backend(kind: str, settings: Settings, *, model: str | None, base_ur
         raise typer.BadParameter(f"--teacher must be one of {', '.join(TEACHERS)}")
     if kind == "bound":
         return None
-    if kind == "openai":
-        model = model or settings.model
-        if not model:
-            raise typer.BadParameter("an openai teacher needs --model (or ROUTINE_MODEL)")
-        return create_backend("openai", model=model, base_url=base_url or settings.endpoint,
-                              api_key=api_key or settings.api_key)
-    return create_backend("local", model=model or settings.local_model, adapter=settings.adapter_for(adapter, model),
-                          dtype=settings.local_dtype)
+    if kind == "openai" and not (model or settings.model):
+        raise typer.BadParameter("an openai teacher needs --model (or ROUTINE_MODEL)")
+    return settings.backend(kind, model=model, base_url=base_url, api_key=api_key, adapter=adapter)
 
 
 def register(app: typer.Typer) -> None:

@@ -26,13 +26,14 @@ import typer
 
 from evals.configs import CONFIGS, EvalConfig, RoutineCatalog, build_samples, resolve_configs
 from evals.decompose import DEFAULT_SHUFFLE, SHUFFLES, TrajectorySet, load_trajectories, select_queries
+from evals.end_to_end import e2e_samples, run_end_to_end
 from evals.report import e2e_record, save_run, setting, step_record, write_report
-from evals.runner import RunOptions, e2e_samples, run_end_to_end, run_samples, scripted_backend
+from evals.runner import RunOptions, run_samples, scripted_backend
 from routines.backends import create_backend
 from routines.backends.process import ProcessBackend, close_all, start_all
 from routines.errors import CallerError
-from routines.executor import TOOLS_IN_PROMPT, constrain_mode
 from routines.hub import ToolHub
+from routines.run_config import TOOLS_IN_PROMPT, constrain_mode
 from routines.scenario import Scenario
 from server.settings import Settings
 
@@ -147,15 +148,14 @@ def register(app: typer.Typer) -> None:
         def make_backends() -> list[Any]:
             """The model backends: none (scripted), one, or ``workers`` worker processes (local)."""
             if kind == "local":
-                local = {"model": model or settings.local_model, "adapter": settings.adapter_for(adapter, model),
-                         "max_batch": max_batch, "dtype": dtype or settings.local_dtype}
+                local = {**settings.backend_options("local", model=model, adapter=adapter, dtype=dtype),
+                         "max_batch": max_batch}
                 if workers == 1:
                     return [create_backend("local", threads=threads, **local)]
                 return [ProcessBackend(create_backend, kind="local", threads=threads or 1, **local)
                         for _ in range(workers)]
             if kind == "openai":
-                return [create_backend("openai", model=model or settings.model,
-                                       base_url=base_url or settings.endpoint, api_key=settings.api_key)]
+                return [settings.backend("openai", model=model, base_url=base_url)]
             return []
 
         async def go() -> None:

@@ -11,7 +11,6 @@ import anyio
 import typer
 
 from memory.runlog import RunLog, StepRecord
-from routines.backends import create_backend
 from routines.executor import MODES, Executor, ExecutorConfig
 from routines.hub import ToolHub
 from routines.model import Routine
@@ -34,15 +33,7 @@ def backend_from_options(kind: str | None, settings: Settings, **options: Any) -
     kind = kind or settings.executor_backend
     if kind == "sampling":
         raise typer.BadParameter("the sampling backend exists only inside `routine serve` (it is the MCP client's model)")
-    if kind == "openai":
-        options = {"model": options.get("model") or settings.model, "base_url": options.get("base_url") or settings.endpoint,
-                   "api_key": options.get("api_key") or settings.api_key}
-    elif kind == "local":
-        options = {"model": options.get("model") or settings.local_model, "adapter": settings.adapter_for(options.get("adapter"), options.get("model")),
-                   "dtype": settings.local_dtype}
-    else:
-        options = {}
-    return create_backend(kind, **options)
+    return settings.backend(kind, **options)
 
 
 def print_step(rec: StepRecord) -> None:
@@ -84,7 +75,7 @@ def register(app: typer.Typer) -> None:
         if servers_file is None:
             raise typer.BadParameter("no downstream servers: pass --servers FILE or set ROUTINE_SERVERS_FILE")
         the_routine = load_routine(routine, settings)
-        run_mode = mode or settings.executor_mode
+        run_mode = settings.run_mode(mode)
         if run_mode not in MODES:
             raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)}")
         model_backend = None if run_mode == "bound" else backend_from_options(
