@@ -13,13 +13,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from routines.errors import BindingError
+
 REF = re.compile(r"\{\{\s*([A-Za-z_]\w*)((?:\.[\w\-]+)*)\s*\}\}")
 ROOTS = ("inputs", "system", "steps")
 _INDEX = re.compile(r"-?[0-9]+")
-
-
-class BindingError(ValueError):
-    """A reference names something the run does not have. The message says which and what exists."""
 
 
 @dataclass

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from routines.errors import CallParseError
+
 ParseErrorKind = Literal["no_call", "malformed", "multiple_calls"]
 
 _TAG = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
@@ -28,14 +30,6 @@ class ToolCall:
 
     def text(self) -> str:
         return "<tool_call>" + json.dumps(self.as_dict(), ensure_ascii=False) + "</tool_call>"
-
-
-class CallParseError(ValueError):
-    """The text is not exactly one well-formed call. ``kind`` says which way."""
-
-    def __init__(self, kind: ParseErrorKind, message: str) -> None:
-        super().__init__(message)
-        self.kind: ParseErrorKind = kind
 
 
 def _strip_fences(text: str) -> str:

@@ -18,12 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from routines.bindings import ROOTS, BindingError, Ref, RunState, lookup, parse_ref
-
-
-class ConditionSyntaxError(ValueError):
-    """The condition does not parse. The message shows where."""
-
+from routines.bindings import ROOTS, Ref, RunState, lookup, parse_ref
+from routines.errors import BindingError, ConditionSyntaxError
 
 _TOKEN = re.compile(
     r"""\s*(?:

@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from routines.backends.base import Backend, Constraint, Message, ToolSpec
-from routines.bindings import BindingError, iter_refs
+from routines.bindings import iter_refs
+from routines.errors import BindingError, CallerError, PlanParseError
 from routines.model import Routine, Step
 from routines.render import render_routine
 from routines.validate import Finding, Report, validate
@@ -77,14 +78,11 @@ _TYPES = {"node": "node", "branch": "branch", "branchnode": "branchnode", "branc
 _NO_TOOL = {"", "none", "null", "n/a", "no tool", "no tool needed"}
 
 
-class PlanParseError(ValueError):
-    """The model's answer holds no readable Routine JSON. The message says what was found instead."""
-
-
 def tool_specs(tools: Sequence[Any]) -> list[ToolSpec]:
     specs = [ToolSpec.from_mcp(t) for t in tools]
     if not specs:
-        raise ValueError("the planner needs a tool list: every step must use one of the given tools")
+        raise CallerError("the planner needs a tool list: every step must use one of the given tools; connect "
+                          "downstream servers that have tools, or give the tools")
     return specs
 
 

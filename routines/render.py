@@ -19,13 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from routines.errors import RoutineParseError
 from routines.model import Label, Routine, Step
 
 FINISH_CLAUSE = "and end the workflow"
-
-
-class RoutineParseError(ValueError):
-    """The text has no step lines, or a line that looks like a step cannot be read. Says which line."""
 
 
 # ---- rendering --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from routines.backends.base import ToolSpec
 from routines.bindings import REF, BindingError, iter_refs
 from routines.conditions import ConditionSyntaxError, condition_refs, parse_condition
+from routines.errors import CallerError
 from routines.model import Routine, Step
 
 Severity = Literal["error", "warning"]
@@ -65,38 +66,38 @@ class Report:
 
 
 def _spec(tool: Any, index: int) -> ToolSpec:
-    """One tool as a ToolSpec, or a ValueError that says which entry is wrong and why."""
+    """One tool as a ToolSpec, or a CallerError that says which entry is wrong and why."""
     if isinstance(tool, ToolSpec):
         return tool
     if not isinstance(tool, dict) and not hasattr(tool, "model_dump") and not hasattr(tool, "__dict__"):
-        raise ValueError(f"tool #{index + 1} is {tool!r}, not a tool schema; give an object with 'name' and "
-                         "'inputSchema' (or 'parameters')")
+        raise CallerError(f"tool #{index + 1} is {tool!r}, not a tool schema; give an object with 'name' and "
+                          "'inputSchema' (or 'parameters')")
     if isinstance(tool, dict):
         if "name" not in tool:
-            raise ValueError(f"tool #{index + 1} has no 'name'; every tool schema needs one")
+            raise CallerError(f"tool #{index + 1} has no 'name'; every tool schema needs one")
         schema = tool.get("inputSchema") or tool.get("input_schema") or tool.get("parameters") or {}
         if not isinstance(schema, dict):
-            raise ValueError(f"tool {tool['name']!r}: its input schema must be a JSON object, not {schema!r}")
+            raise CallerError(f"tool {tool['name']!r}: its input schema must be a JSON object, not {schema!r}")
     try:
         spec = ToolSpec.from_mcp(tool)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"tool #{index + 1} is not a usable tool schema ({exc}); give 'name' and "
-                         "'inputSchema'") from None
+        raise CallerError(f"tool #{index + 1} is not a usable tool schema ({exc}); give 'name' and "
+                          "'inputSchema'") from None
     if not isinstance(spec.name, str) or not spec.name:
-        raise ValueError(f"tool #{index + 1}: 'name' must be a non-empty string, got {spec.name!r}")
+        raise CallerError(f"tool #{index + 1}: 'name' must be a non-empty string, got {spec.name!r}")
     return spec
 
 
 def load_tools(source: Any) -> list[ToolSpec]:
     """Tools from a JSON file path, a ``tools/list`` result (``{"tools": [...]}``), or a list of MCP tool
-    schemas / ``{name, description, parameters}`` dicts / ``ToolSpec``s. Raises ``ValueError`` (or
+    schemas / ``{name, description, parameters}`` dicts / ``ToolSpec``s. Raises ``CallerError`` (or
     ``OSError`` for a file that cannot be read) with a message that says what to fix."""
     if isinstance(source, (str, Path)):
         source = json.loads(Path(source).read_text(encoding="utf-8"))
     if isinstance(source, dict):
         source = source.get("tools", source)
     if not isinstance(source, list):
-        raise ValueError("a tool list must be a JSON list of tool schemas or an object with a 'tools' list")
+        raise CallerError("a tool list must be a JSON list of tool schemas or an object with a 'tools' list")
     return [_spec(t, i) for i, t in enumerate(source)]
 
 

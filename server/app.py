@@ -12,17 +12,17 @@ from typing import Annotated, Any, Literal
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import PromptError, ToolError
 from mcp.types import InputRequiredResult, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from memory.runlog import StepRecord
 from routines.backends.base import Backend
-from routines.backends.sampling import SamplingUnavailable
-from routines.errors import CallerError, DownstreamError, RunFailed
+from routines.errors import CallerError
 from routines.planner import planning_prompt
 from routines.render import render_routine
 from server import __version__
+from server.errors import ErrorMapping
 from server.input_required import InputRequiredBridge, Reporter
 from server.messages import ReadableValidationErrors
 from server.sampling import with_client_model
@@ -133,15 +133,6 @@ def routine_out(routine: Any) -> RoutineOut:
     )
 
 
-def _fail(exc: BaseException) -> ToolError:
-    if isinstance(exc, ValidationError):
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:6])
-        return ToolError(f"invalid Routine: {detail}")
-    if isinstance(exc, KeyError):
-        return ToolError(str(exc.args[0]) if exc.args else "not found")
-    return ToolError(str(exc))
-
-
 # ---- the app -------------------------------------------------------------------------------------------
 def create_app(service: RoutineService | None = None, *, settings: Settings | None = None, auth: Any = None) -> FastMCP:
     svc = service or RoutineService(settings)
@@ -155,7 +146,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
             await bridge.aclose()  # runs still waiting for a client's model end with the server
 
     mcp = FastMCP("routine-mcp", version=__version__, instructions=INSTRUCTIONS, auth=auth, lifespan=lifespan,
-                  middleware=[ReadableValidationErrors()])
+                  middleware=[ErrorMapping(), ReadableValidationErrors()])
     read_only = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 
     @mcp.custom_route("/health", methods=["GET"])
@@ -178,7 +169,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
     ) -> RunOut | InputRequiredResult:
         """Answer a request by carrying out a Routine step by step against the company's tools.
         Returns the answer and the trajectory (every call and what it returned)."""
-        run_mode = mode or svc.settings.executor_mode
+        run_mode = svc.settings.run_mode(mode)
         acting_user = Caller.current().run_as(user_id)  # identity from the credentials, never a free argument
 
         async def work(model: Backend | None, report: Reporter) -> RunOut:
@@ -210,10 +201,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
             )
 
         needed = svc.uses_client_model("executor") and run_mode != "bound"
-        try:
-            return await with_client_model(ctx, bridge, "run_routine", work, needed=needed)
-        except (CallerError, KeyError, DownstreamError, SamplingUnavailable, ValueError, RunFailed) as exc:
-            raise _fail(exc) from None
+        return await with_client_model(ctx, bridge, "run_routine", work, needed=needed)
 
     @mcp.tool(annotations=read_only)
     async def retrieve_routine(
@@ -222,10 +210,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
     ) -> RetrieveOut:
         """Find the stored Routine that fits a request. Abstains (routine null) when none fits well enough,
         listing the closest candidates so the caller can choose."""
-        try:
-            found = svc.retrieve(query, k=k)
-        except (CallerError, ValueError) as exc:
-            raise _fail(exc) from None
+        found = svc.retrieve(query, k=k)
         return RetrieveOut(
             routine=routine_out(found.routine) if found.routine else None, score=found.score,
             abstained=found.abstained, explanation=found.explain(),
@@ -256,11 +241,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
                 attempts=len(result.attempts), saved=saved,
             )
 
-        try:
-            return await with_client_model(ctx, bridge, "plan_routine", work, needed=svc.uses_client_model("planner"))
-        except (CallerError, KeyError, DownstreamError, SamplingUnavailable, ValueError, ConnectionError,
-                RunFailed) as exc:
-            raise _fail(exc) from None
+        return await with_client_model(ctx, bridge, "plan_routine", work, needed=svc.uses_client_model("planner"))
 
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=True))
     async def distill_dataset(
@@ -286,12 +267,8 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
         async def progress(done: int, total: int, message: str = "") -> None:
             await ctx.report_progress(done, total, message)
 
-        try:
-            report = await svc.distill(scenario=scenario, split=split, teacher=teacher, with_routine=with_routine,
-                                       limit=limit, out_dir=out_dir, on_progress=progress,
-                                       tools_in_prompt=tools_in_prompt)
-        except (CallerError, KeyError, DownstreamError, ValueError) as exc:
-            raise _fail(exc) from None
+        report = await svc.distill(scenario=scenario, split=split, teacher=teacher, with_routine=with_routine,
+                                   limit=limit, out_dir=out_dir, on_progress=progress, tools_in_prompt=tools_in_prompt)
         return DistillOut(kept=report.kept, dropped=list(report.dropped), out_path=str(report.out_path),
                           dataset_info_path=str(report.dataset_info_path) if report.dataset_info_path else None)
 
@@ -301,10 +278,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
     ) -> RoutineOut:
         """Validate a Routine against the downstream tools and store it as a new version."""
         Caller.current().require(SCOPE_WRITE, "save_routine")
-        try:
-            return routine_out(await svc.save(routine))
-        except (CallerError, ValidationError, ValueError, DownstreamError) as exc:
-            raise _fail(exc) from None
+        return routine_out(await svc.save(routine))
 
     @mcp.tool(annotations=read_only)
     async def get_routine(
@@ -312,10 +286,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
         version: Annotated[int | None, Field(description="A version; omit for the latest.")] = None,
     ) -> RoutineOut:
         """A stored Routine, as JSON and in natural language."""
-        try:
-            return routine_out(svc.store.get(routine_id, version))
-        except (KeyError, ValueError) as exc:
-            raise _fail(exc) from None
+        return routine_out(svc.store.get(routine_id, version))
 
     @mcp.tool(annotations=read_only)
     async def list_routines() -> list[RoutineInfoOut]:
@@ -327,10 +298,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
     async def delete_routine(routine_id: Annotated[str, Field(description="The Routine's id.")]) -> dict[str, Any]:
         """Delete a Routine and all its versions."""
         Caller.current().require(SCOPE_WRITE, "delete_routine")
-        try:
-            removed = svc.store.delete(routine_id)
-        except (KeyError, ValueError) as exc:
-            raise _fail(exc) from None
+        removed = svc.store.delete(routine_id)
         return {"deleted": routine_id, "versions": removed}
 
     @mcp.resource("routine://{routine_id}", mime_type="application/json")
@@ -354,14 +322,12 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
             raise PromptError("draft is empty: give the expert's rough procedure, in prose or a list")
         try:
             given = json.loads(tools) if tools and tools.strip() else None
-            if given is not None and not isinstance(given, list):
-                raise CallerError("tools must be a JSON list of tool schemas")
-            specs = tool_specs(given) if given else await svc.tools()
-            return planning_prompt(draft, specs)
         except json.JSONDecodeError as exc:
-            raise PromptError(f"tools is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-        except (CallerError, DownstreamError, ValueError) as exc:
-            raise PromptError(str(exc)) from None
+            raise CallerError(f"tools is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        if given is not None and not isinstance(given, list):
+            raise CallerError("tools must be a JSON list of tool schemas")
+        specs = tool_specs(given) if given else await svc.tools()
+        return planning_prompt(draft, specs)
 
     mcp.service = svc  # type: ignore[attr-defined]
     mcp.bridge = bridge  # type: ignore[attr-defined]

@@ -20,8 +20,8 @@ from mcp import types
 from mcp.types import InputRequiredResult
 
 from routines.backends.base import Backend
-from routines.backends.sampling import Sampler, SamplingBackend, SamplingRequest, SamplingUnavailable
-from routines.errors import RunFailed
+from routines.backends.sampling import Sampler, SamplingBackend, SamplingRequest
+from routines.errors import RunFailed, SamplingUnavailable
 from server.input_required import InputRequiredBridge, Reporter
 
 T = TypeVar("T")

@@ -10,22 +10,10 @@ from typing import Any
 
 from routines.backends.base import Backend, BaseBackend, Completion, Constraint, Message, ToolSpec
 from routines.backends.scripted import ScriptedBackend, call_text
+from routines.errors import MissingExtra
 
 KINDS = ("local", "openai", "scripted", "none")
 LOCAL_EXTRA_MODULES = ("torch", "transformers", "gguf", "llguidance", "sentence_transformers", "safetensors")
-
-
-class MissingExtra(ValueError):
-    """A feature needs an optional part of the package that is not installed: the operator must install it."""
-
-    def __init__(self, extra: str, module: str, feature: str) -> None:
-        super().__init__(
-            f"{feature} needs the '{extra}' extra of routine-mcp, which is not installed (no module named "
-            f"{module!r}): pip install 'routine-mcp[{extra}]'. Without it, use an OpenAI-compatible endpoint "
-            "(ROUTINE_EXECUTOR_BACKEND=openai with ROUTINE_ENDPOINT and ROUTINE_MODEL) or bound runs (mode 'bound')."
-        )
-        self.extra = extra
-        self.module = module
 
 
 def create_backend(kind: str, **options: Any) -> Backend | None:

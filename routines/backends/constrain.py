@@ -30,6 +30,7 @@ import torch
 
 from routines.backends.base import Constraint, ToolSpec
 from routines.backends.schema import NO_CLOSING_TAG, cap_schema
+from routines.errors import ConstraintError
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,6 @@ JSON_OPTIONS: dict[str, Any] = {
     "lenient": True,
 }
 """llguidance JSON options (``x-guidance``): canonical separators, no free whitespace."""
-
-class ConstraintError(ValueError):
-    """The constraint cannot be turned into a grammar (no tools, a schema llguidance rejects). The caller
-    must fix the tools or schema it passed."""
-
-
-
 
 
 def _arguments_schema(tool: ToolSpec, max_string_length: int) -> dict[str, Any]:

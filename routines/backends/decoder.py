@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from routines.errors import UnsupportedModelError
+
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 PREFILL_CHUNK = 512
 ATTEND_BLOCK = 64
@@ -35,11 +37,6 @@ DECODE_BLOCK = 96
 """Query rows per kv head in a block of a decode step's attention (24 rows of one token: one block)."""
 CAPACITY_STEP = 64
 """Cache capacity is a multiple of this many tokens."""
-
-
-class UnsupportedModelError(ValueError):
-    """The model's architecture is not one this decoder implements; the operator must pick another model
-    or serve it behind an OpenAI-compatible endpoint (vLLM) and use ``OpenAIBackend``."""
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -21,6 +21,7 @@ import openai
 from routines.backends.base import BaseBackend, Completion, Constraint, Message, Stopwatch, ToolSpec
 from routines.backends.schema import call_schema, capped
 from routines.calls import CallParseError, parse_tool_call
+from routines.errors import ModelEndpointError
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +130,10 @@ class OpenAIBackend(BaseBackend):
         try:
             response = await self.client.chat.completions.create(**self.request(messages, constraint, max_tokens))
         except openai.APIConnectionError as exc:
-            raise ConnectionError(f"model endpoint unreachable ({self.client.base_url}): {exc}") from exc
+            raise ModelEndpointError(f"model endpoint unreachable ({self.client.base_url}): {exc}") from exc
         except openai.APIStatusError as exc:
-            raise ConnectionError(f"model endpoint answered {exc.status_code}: {exc.message}") from exc
+            raise ModelEndpointError(f"model endpoint answered {exc.status_code} ({self.client.base_url}): "
+                                     f"{exc.message}") from exc
         choice = response.choices[0].message
         text = choice.content or ""
         calls = choice.tool_calls or []

@@ -37,17 +37,13 @@ import anyio
 import anyio.to_thread
 
 from routines.backends.base import BaseBackend, Completion, Constraint, Message
+from routines.errors import WorkerError
 
 Factory = Callable[..., Any]
 """A module-level callable returning a backend; it must be importable by name in a fresh interpreter."""
 
 EXIT_TIMEOUT_S = 10.0
 """How long :meth:`ProcessBackend.aclose` waits for a worker to exit before it kills it."""
-
-
-class WorkerError(RuntimeError):
-    """A worker process failed: its backend raised (the message holds the worker's traceback), or the
-    process died or was stopped."""
 
 
 # ---- the child --------------------------------------------------------------------------------------

@@ -12,17 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from routines.backends.base import BaseBackend, Completion, Constraint, Message, Stopwatch
-
-
-class SamplingUnavailable(RuntimeError):
-    """The MCP client offers no sampling (neither the 2026-07-28 input-required flow nor create_message)."""
-
-    def __init__(self, detail: str = "") -> None:
-        super().__init__(
-            "the connected MCP client does not offer sampling, so its model cannot act as the executor; "
-            "configure an executor backend on the server (ROUTINE_EXECUTOR_BACKEND=local or openai) instead"
-            + (f" ({detail})" if detail else "")
-        )
+from routines.errors import SamplingUnavailable  # noqa: F401 - its home was here; importers still find it
 
 
 @dataclass(frozen=True)

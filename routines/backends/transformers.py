@@ -42,6 +42,7 @@ from routines.backends.base import BaseBackend, Completion, Constraint, Message
 from routines.backends.batching import GroupDecoder, Row
 from routines.backends.chat import chat_messages, encode_prompt  # noqa: F401 - chat_messages is public here too
 from routines.backends.decoder import Decoder, KVCache, common_prefix
+from routines.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,6 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STOP_TEXT = "</tool_call>"
 DECODE_ROOM = 64
 """Tokens per row a group's cache is first sized for beyond its longest prompt (a tool call is ~50)."""
-
-
-class ModelLoadError(RuntimeError):
-    """The model or adapter cannot be loaded; the operator must install or point at the right files."""
 
 
 def default_model_path() -> Path:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from server import __version__
 from server.cli import routine_cmds, run_cmds, serve_cmds, store_cmds
+from server.errors import CLIError
 
 app = typer.Typer(
     name="routine",
@@ -46,10 +47,6 @@ store_cmds.register(app)
 importlib.import_module("server.cli.distill_cmds").register(app)
 importlib.import_module("server.cli.eval_cmds").register(app)
 importlib.import_module("server.cli.train_cmds").register(app)
-
-
-class CLIError(Exception):
-    """A problem the user must fix; printed as one line, exit code 2."""
 
 
 def _describe(exc: BaseException) -> str:
