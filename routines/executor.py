@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
+
 from routines.arguments import ArgumentChecker
 from routines.backends.base import Backend, Constraint, Message, ToolSpec
 from routines.bindings import BindingError, RunState, is_bound, resolve_args
@@ -166,7 +168,12 @@ class Executor:
             error, error_kind = str(exc), "downstream"
         except ConnectionError as exc:  # backends raise it when the model endpoint cannot answer
             error, error_kind = f"model backend: {exc}", "backend"
-        except BaseException as exc:  # our own bug or a cancellation: the log says so, then it propagates
+        except anyio.get_cancelled_exc_class():  # the caller went away or cancelled: not an internal error
+            if self.runlog is not None and run_id is not None:
+                self.runlog.finish_run(run_id, status="cancelled", answer=run.answer,
+                                       error="cancelled: the client disconnected or cancelled the call")
+            raise
+        except BaseException as exc:  # our own bug: the log says so, then it propagates
             if self.runlog is not None and run_id is not None:
                 self.runlog.finish_run(run_id, status="failed", answer=run.answer,
                                        error=f"internal error: {type(exc).__name__}: {exc}")

@@ -16,6 +16,7 @@ import anyio
 from memory.retrieval import RetrievalResult, Retriever
 from memory.runlog import RunLog
 from memory.store import ProcedureStore
+from memory.variables import VariableMemory
 from routines.backends.base import Backend, ToolSpec
 from routines.errors import CallerError
 from routines.executor import Executor, ExecutorConfig, RunResult, StepCallback
@@ -219,15 +220,8 @@ class RoutineService:
             memory_threshold=s.memory_threshold, max_steps=s.max_steps,
             max_retries=s.max_retries, tool_timeout=s.tool_timeout,
         )
-        runlog = _RunIds(self.runlog)
-        executor = Executor(self.hub(), backend, config, runlog)  # type: ignore[arg-type]
-        try:
-            result = await executor.run(routine, query, inputs=inputs, user_id=user_id, on_step=on_step)
-        except anyio.get_cancelled_exc_class():
-            if runlog.run_id is not None:  # a client that went away is not an internal error
-                self.runlog.finish_run(runlog.run_id, status="cancelled",
-                                       error="cancelled: the client disconnected or cancelled the call")
-            raise
+        executor = Executor(self.hub(), backend, config, self.runlog, variables=VariableMemory)
+        result = await executor.run(routine, query, inputs=inputs, user_id=user_id, on_step=on_step)
         if result.ok and found is None and self.settings.learn_from_runs and routine.id:
             self.learn(query, routine.id)  # the caller named the Routine: a label, not retrieval's own guess
         return result, routine, found
@@ -262,18 +256,3 @@ class RoutineService:
                                    tools_in_prompt=tools_in_prompt or self.settings.tools_in_prompt),
             data_dir=self.settings.home, on_progress=on_progress,
         )
-
-
-class _RunIds:
-    """The run log as the executor sees it, remembering the id of the run it starts."""
-
-    def __init__(self, runlog: RunLog) -> None:
-        self.runlog = runlog
-        self.run_id: str | None = None
-
-    def start_run(self, **kwargs: Any) -> str:
-        self.run_id = self.runlog.start_run(**kwargs)
-        return self.run_id
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.runlog, name)

@@ -11,9 +11,11 @@ import anyio
 import typer
 
 from memory.runlog import RunLog, StepRecord
-from routines.executor import MODES, Executor, ExecutorConfig
+from memory.variables import VariableMemory
+from routines.executor import Executor, ExecutorConfig
 from routines.hub import ToolHub
 from routines.model import Routine
+from routines.run_config import MODES
 from server.settings import Settings
 
 
@@ -91,7 +93,8 @@ def register(app: typer.Typer) -> None:
 
         async def go() -> Any:
             async with ToolHub.from_config(servers_file, timeout=settings.tool_timeout) as hub:
-                executor = Executor(hub, model_backend, config, RunLog(settings.runlog_path))
+                executor = Executor(hub, model_backend, config, RunLog(settings.runlog_path),
+                                    variables=VariableMemory)
                 return await executor.run(
                     the_routine, query, inputs=parsed_inputs, user_id=user_id,
                     on_step=None if json_out else print_step,
@@ -102,7 +105,7 @@ def register(app: typer.Typer) -> None:
         result = anyio.run(go)
         if json_out:
             typer.echo(json.dumps({"run_id": result.run_id, "status": result.status, "answer": result.answer,
-                                   "error": result.error, "trajectory": result.trajectory()}, ensure_ascii=False,
+                                   "error": result.error, "trajectory": [c.as_dict() for c in result.calls]}, ensure_ascii=False,
                                   indent=2, default=str))
         elif result.ok:
             typer.echo(f"\nAnswer: {result.answer}\n(run {result.run_id})")
