@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.checker import OneOf
+from evals.errors import BfclUnavailable
 from routines.backends.base import ToolSpec
 
 CATEGORIES: tuple[str, ...] = ("simple_python", "multiple", "parallel")
@@ -35,10 +36,6 @@ OMIT = ""
 """BFCL's marker, inside a list of acceptable values, for "the parameter may be left out"."""
 
 AstChecker = Callable[..., dict[str, Any]]
-
-
-class BfclUnavailable(ImportError):
-    """``bfcl-eval`` is missing or broken: install it with ``pip install --no-deps bfcl-eval``."""
 
 
 @dataclass(frozen=True)

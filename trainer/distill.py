@@ -40,6 +40,7 @@ from routines.prompt import PromptOptions, build_system_prompt, seeded_order
 from routines.run_config import prompt_tools
 from routines.scenario import Scenario
 from trainer.augment import PhrasingSets, augment, load_template_file
+from trainer.errors import TeacherUnavailable
 from trainer.lengths import dataset_lengths
 from trainer.sharegpt import build_record, write_dataset
 
@@ -96,10 +97,6 @@ class DistillOptions(BaseModel):
 
 
 DEFAULT_OPTIONS = DistillOptions()
-
-
-class TeacherUnavailable(ConnectionError):
-    """The teacher model's endpoint could not answer (the operator must check it)."""
 
 
 @dataclass

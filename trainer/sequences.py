@@ -16,17 +16,13 @@ from typing import Any
 
 from routines.backends.base import Message
 from routines.backends.chat import encode_prompt, encode_target
-from routines.errors import CallerError
 from routines.inputs import extraction_messages, extraction_target, missing_inputs
 from routines.model import Routine
+from trainer.errors import SequenceError
 from trainer.sharegpt import Conversation
 
 IGNORE = -100
 """The label of a token the loss skips (prompt tokens)."""
-
-
-class SequenceError(CallerError):
-    """A record cannot become an exact training sequence (its prompts are not append-only)."""
 
 
 @dataclass(frozen=True)

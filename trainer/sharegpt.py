@@ -30,19 +30,15 @@ from typing import Any
 
 from routines.backends.base import Message, ToolSpec
 from routines.calls import ToolCall
-from routines.errors import CallerError
 from routines.prompt import build_messages, tool_line
 from routines.trajectory import Call, Trajectory
+from trainer.errors import DatasetFormatError
 
 HUMAN, GPT, FUNCTION, OBSERVATION = "human", "gpt", "function_call", "observation"
 ODD_TAGS = (HUMAN, OBSERVATION)  # LLaMA-Factory's rule: positions 0, 2, 4, ... are the user's side
 EVEN_TAGS = (GPT, FUNCTION)  # positions 1, 3, 5, ... are the model's
 DATASET_INFO = "dataset_info.json"
 _TOOLS_BLOCK = re.compile(r"<tools>\n(.*?)\n?</tools>", re.DOTALL)
-
-
-class DatasetFormatError(CallerError):
-    """A dataset file breaks LLaMA-Factory's ShareGPT rules or ours; the message lists the records."""
 
 
 def call_value(call: ToolCall) -> str:
