@@ -30,8 +30,8 @@ from typing import Any, Literal
 from evals.decompose import DEFAULT_SHUFFLE, Sample, Shuffle, Trajectory, decompose
 from routines.backends.base import ToolSpec
 from routines.errors import CallerError
-from routines.flatten import flatten, variant_id
-from routines.model import Label, Routine
+from routines.flatten import flatten, taken_variant
+from routines.model import Routine
 from routines.prompt import PromptOptions
 
 Source = Literal["none", "flat", "branch", "draft", "candidates"]
@@ -122,13 +122,7 @@ class RoutineCatalog:
         """The unbranched variant the trajectory took: the query's ``variant``, else read off its steps."""
         if traj.variant and traj.variant in self.variants:
             return self.variants[traj.variant]
-        routine = self.routine(traj.routine_id)
-        choice: dict[int, int] = {}
-        for call in traj.calls:
-            label = Label.parse(call.step)
-            if label.is_branch:
-                choice[label.main] = label.branch
-        vid = variant_id(routine, choice)
+        vid = taken_variant(self.routine(traj.routine_id), [c.step for c in traj.calls])
         if vid not in self.variants:
             raise CallerError(f"query {traj.query_id}: no flattened variant {vid!r} of {traj.routine_id}")
         return self.variants[vid]

@@ -13,14 +13,13 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from memory.files import private_file
 from routines.trajectory import Call, StepRecord, Trajectory
 
-__all__ = ["RunLog", "StepRecord", "record_dict"]
+__all__ = ["RunLog", "StepRecord"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -59,6 +58,7 @@ CREATE TABLE IF NOT EXISTS steps (
     tool_latency_s REAL,
     observation TEXT,
     next_tools TEXT,
+    model_arguments TEXT,
     created_at REAL NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
@@ -67,7 +67,8 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
 
 
-_ADDED_COLUMNS = {"runs": {"system": "TEXT"}, "steps": {"observation": "TEXT", "next_tools": "TEXT"}}
+_ADDED_COLUMNS = {"runs": {"system": "TEXT"},
+                  "steps": {"observation": "TEXT", "next_tools": "TEXT", "model_arguments": "TEXT"}}
 """Columns added since the first release: an older log gets them on open (its rows keep NULL there)."""
 
 
@@ -93,7 +94,11 @@ class RunLog:
             have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             for name, kind in columns.items():
                 if name not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    try:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as exc:  # another process added it just now
+                        if "duplicate column" not in str(exc):
+                            raise
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -128,14 +133,15 @@ class RunLog:
             self._db.execute(
                 "INSERT INTO steps (run_id, seq, step, source, attempt, raw_output, tool, arguments, resolved_arguments,"
                 " result, error, error_kind, prompt_chars, prompt_tokens, output_tokens, model_latency_s, tool_latency_s,"
-                " observation, next_tools, created_at)"
-                " SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+                " observation, next_tools, model_arguments, created_at)"
+                " SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
                 " FROM steps WHERE run_id = ?",
                 (
                     run_id, rec.step, rec.source, rec.attempt, rec.raw_output, rec.tool, _dump(rec.arguments),
                     _dump(rec.resolved_arguments), _dump(rec.result), rec.error, rec.error_kind, rec.prompt_chars,
                     rec.prompt_tokens, rec.output_tokens, rec.model_latency_s, rec.tool_latency_s, rec.observation,
-                    _dump(list(rec.next_tools)) if rec.next_tools else None, time.time(), run_id,
+                    _dump(list(rec.next_tools)) if rec.next_tools else None, _dump(rec.extra.get("model_arguments")),
+                    time.time(), run_id,
                 ),
             )
 
@@ -171,7 +177,7 @@ class RunLog:
         steps = []
         for row in cur.fetchall():
             step = dict(zip(cols, row))
-            for key in ("arguments", "resolved_arguments", "result", "next_tools"):
+            for key in ("arguments", "resolved_arguments", "result", "next_tools", "model_arguments"):
                 step[key] = _load(step[key])
             steps.append(step)
         run["steps"] = steps
@@ -185,12 +191,8 @@ class RunLog:
         calls = tuple(
             Call(step=s["step"], tool=s["tool"], arguments=s["arguments"] or {}, observation=s["observation"] or "",
                  resolved_arguments=s["resolved_arguments"], result=s["result"], source=s["source"],
-                 next_tools=tuple(s["next_tools"] or ()))
+                 next_tools=tuple(s["next_tools"] or ()), model_arguments=s["model_arguments"])
             for s in run["steps"] if s["error"] is None and s["tool"] is not None and s["step"] is not None
         )
         return Trajectory(query=run["query"], calls=calls, routine_id=run["routine_id"], system=run["system"] or {},
                           inputs=run["inputs"] or {}, answer=run["answer"], query_id=run["id"])
-
-
-def record_dict(rec: StepRecord) -> dict[str, Any]:
-    return asdict(rec)

@@ -67,7 +67,7 @@ class RunResult:
 
 StepCallback = Callable[[StepRecord], Awaitable[None] | None]
 VariablesFactory = Callable[[int], VariableStore]
-"""Makes one run's variable memory from the threshold (``memory.VariableMemory``)."""
+"""Makes one run's variable memory from the threshold (``memory.variables.VariableMemory``)."""
 
 
 @dataclass
@@ -91,8 +91,8 @@ class _Run:
 class Executor:
     """Runs Routines against a tool hub with a model backend (``None`` is fine for ``bound`` mode).
 
-    ``variables`` makes each run's variable memory (pass ``memory.VariableMemory``); ``runlog`` records every
-    run and attempt as it happens (``memory.RunLog``, optional)."""
+    ``variables`` makes each run's variable memory (pass ``memory.variables.VariableMemory``); ``runlog`` records every
+    run and attempt as it happens (``memory.runlog.RunLog``, optional)."""
 
     def __init__(
         self,

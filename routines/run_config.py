@@ -3,8 +3,8 @@
 The modes and settings (:class:`ExecutorConfig`), which tools a prompt lists (:func:`prompt_tools`), and the
 three things the executor is handed rather than importing (design section 2: ``routines`` imports neither
 ``memory`` nor ``server``): a tool hub (:class:`ToolCaller`, ``routines.hub.ToolHub``), a per-run variable
-memory (:class:`VariableStore`, ``memory.VariableMemory``) and a run log (:class:`RunSink`,
-``memory.RunLog``).
+memory (:class:`VariableStore`, ``memory.variables.VariableMemory``) and a run log (:class:`RunSink`,
+``memory.runlog.RunLog``).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Observed(Protocol):
 
 
 class VariableStore(Protocol):
-    """One run's variable memory (paper 3.4.2; ``memory.VariableMemory`` is the real one)."""
+    """One run's variable memory (paper 3.4.2; ``memory.variables.VariableMemory`` is the real one)."""
 
     values: Mapping[str, Any]
 
@@ -103,7 +103,7 @@ class VariableStore(Protocol):
 
 
 class RunSink(Protocol):
-    """Where runs are recorded as they happen (``memory.RunLog`` is the real one)."""
+    """Where runs are recorded as they happen (``memory.runlog.RunLog`` is the real one)."""
 
     def start_run(self, *, query: str, mode: str, routine_id: str | None = None, routine_version: int | None = None,
                   backend: str | None = None, user_id: str | None = None, inputs: dict[str, Any] | None = None,

@@ -94,14 +94,16 @@ class Call:
         return ToolCall(self.tool, self.arguments)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON form; optional fields left empty are left out (the evaluation cache keeps the model's side)."""
-        out: dict[str, Any] = {"step": self.step, "name": self.tool, "arguments": self.arguments,
-                               "observation": self.observation, "source": self.source}
-        optional = {
-            "resolved_arguments": self.resolved_arguments, "result": self.result, "next_tools": list(self.next_tools),
-            "model_arguments": self.model_arguments, "free_text": list(self.free_text),
+        """JSON form (``routine run --json``, the evaluation cache); the two annotations appear only when set."""
+        out: dict[str, Any] = {
+            "step": self.step, "name": self.tool, "arguments": self.arguments,
+            "resolved_arguments": self.resolved_arguments, "result": self.result, "observation": self.observation,
+            "source": self.source, "next_tools": list(self.next_tools),
         }
-        out.update({k: v for k, v in optional.items() if v not in (None, [])})
+        if self.model_arguments is not None:
+            out["model_arguments"] = self.model_arguments
+        if self.free_text:
+            out["free_text"] = list(self.free_text)
         return out
 
     @classmethod

@@ -16,11 +16,11 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from memory.runlog import StepRecord
 from routines.backends.base import Backend
 from routines.errors import CallerError
 from routines.planner import planning_prompt
 from routines.render import render_routine
+from routines.trajectory import StepRecord
 from server import __version__
 from server.errors import ErrorMapping
 from server.input_required import InputRequiredBridge, Reporter
@@ -118,14 +118,6 @@ class DistillOut(BaseModel):
     dataset_info_path: str | None
 
 
-def _model_arguments(result: Any, step: str) -> dict[str, Any] | None:
-    """The model's own arguments of ``step``'s accepted call when the Routine's bindings overrode them."""
-    for attempt in reversed(result.attempts):
-        if attempt.step == step and attempt.ok:
-            return attempt.extra.get("model_arguments")
-    return None
-
-
 def routine_out(routine: Any) -> RoutineOut:
     return RoutineOut(
         id=routine.id or "", version=routine.version, name=routine.name, description=routine.description,
@@ -195,7 +187,7 @@ def create_app(service: RoutineService | None = None, *, settings: Settings | No
                 run_id=result.run_id, status=result.status, answer=result.answer, routine_id=routine.id,
                 routine_version=routine.version, retrieval_score=found.score if found else None,
                 steps=[StepOut(step=c.step, tool=c.tool, arguments=c.arguments, observation=c.observation,
-                               source=c.source, model_arguments=_model_arguments(result, c.step))
+                               source=c.source, model_arguments=c.model_arguments)
                        for c in result.calls],
                 retries=sum(1 for a in result.attempts if not a.ok), inputs=result.inputs,
             )

@@ -68,8 +68,12 @@ def client_error(exc: FastMCPError, where: str, kind: type[FastMCPError]) -> Exc
     ``kind``: ``ToolError``, ``ResourceError`` or ``PromptError``. Returns ``exc`` itself for fastmcp's own
     errors."""
     cause = exc.__cause__
-    if cause is None or isinstance(cause, (FastMCPError, MCPError, PydanticValidationError)):
-        return exc  # raised on purpose, a protocol outcome, or a prompt's argument validation
+    if type(cause).__name__ == "_ToolBodyError" and cause.__cause__ is not None:
+        cause = cause.__cause__  # fastmcp's tag on a pydantic error raised inside a tool: our bug, named as itself
+    elif cause is None or isinstance(cause, (FastMCPError, MCPError, PydanticValidationError)):
+        # Raised on purpose, a protocol outcome, or argument validation (fastmcp cannot tell a resource's or
+        # prompt's own pydantic error from a bad argument, so those pass as they are).
+        return exc
     who = who_must_act(cause)
     if who is None:
         return internal_error(cause, where)

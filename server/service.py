@@ -127,14 +127,10 @@ class RoutineService:
             if sampling is None:
                 raise CallerError("the sampling planner needs an MCP client connection")
             return sampling
-        if s.planner_backend == "openai":
-            model = s.planner_model or s.model
-            if not model:
-                raise CallerError("planning needs a model: set ROUTINE_PLANNER_MODEL (and ROUTINE_PLANNER_ENDPOINT), "
-                                  "or ROUTINE_PLANNER_BACKEND=sampling to use the client's model")
-            self._planner_backend = s.backend("openai", model=model, base_url=s.planner_endpoint)
-        else:  # the embedded base model, without the executor's adapter
-            self._planner_backend = s.backend("local", adapter="none")
+        if s.planner_backend == "openai" and not (s.planner_model or s.model):
+            raise CallerError("planning needs a model: set ROUTINE_PLANNER_MODEL (and ROUTINE_PLANNER_ENDPOINT), "
+                              "or ROUTINE_PLANNER_BACKEND=sampling to use the client's model")
+        self._planner_backend = s.planner()
         assert self._planner_backend is not None
         return self._planner_backend
 

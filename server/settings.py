@@ -129,10 +129,19 @@ class Settings(BaseSettings):
         options = self.backend_options(kind, model=model, base_url=base_url, api_key=api_key, adapter=adapter, dtype=dtype)
         return create_backend(kind, **options, **extra)
 
-    @property
-    def executor_adapter(self) -> str | None:
-        """The adapter the embedded backend loads (see :meth:`adapter_for`)."""
-        return self.adapter_for(None)
+    def planner(self, kind: str | None = None, *, model: str | None = None, base_url: str | None = None,
+                **extra: Any) -> Backend | None:
+        """The planner's backend (``kind`` defaults to ``planner_backend``; not ``sampling``, which is the MCP
+        client's): ``openai`` with ``planner_model`` (else ``model``) at ``planner_endpoint`` (else
+        ``endpoint``); ``local``: the embedded base model without the executor's adapter. A command's own
+        values win."""
+        kind = kind or self.planner_backend
+        if kind == "openai":
+            return self.backend("openai", model=model or self.planner_model or self.model,
+                                base_url=base_url or self.planner_endpoint, **extra)
+        if kind == "local":
+            return self.backend("local", model=model, adapter=extra.pop("adapter", None) or "none", **extra)
+        return self.backend(kind, model=model, base_url=base_url, **extra)
 
     def adapter_for(self, override: str | None, model: str | None = None) -> str | None:
         """``override`` (a command's ``--adapter``), else ``local_adapter``, else the HR adapter shipped for
@@ -156,7 +165,9 @@ class Settings(BaseSettings):
 
     @property
     def store_path(self) -> Path:
-        return self.home / "routines.sqlite"
+        from memory.store import STORE_FILE
+
+        return self.home / STORE_FILE
 
     @property
     def runlog_path(self) -> Path:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evals.gold import answers_match, free_text_of, gold_differences
+from evals.gold import free_text_of, gold_differences
 from memory.variables import VariableMemory
 from routines.backends.base import Backend, ToolSpec
 from routines.errors import CallerError
@@ -191,9 +191,10 @@ def failure(result: RunResult, routine: Routine) -> str | None:
 
 
 def compare_to_gold(result: RunResult, gold: Mapping[str, Any], tools: Sequence[ToolSpec], threshold: int) -> str | None:
-    """How a run differs from its gold trajectory, or None: the checker's verdict on every call
-    (:mod:`evals.gold`, the one judge), then the answer (unless a free-text parameter differed, which
-    excuses a different answer)."""
+    """How a run differs from its gold trajectory, or None: the checker's verdict on every call, values
+    equal as written (:mod:`evals.gold`, the one judge), then the same answer (unless a free-text parameter
+    differed, which excuses a different answer). A call that copies a stored value instead of passing its
+    ``memory_*`` key differs: training on it would teach copying."""
     found = gold_differences(gold, result.calls, tools, threshold, steps=False)
     if found:
         return "; ".join(found[:3]) + (f" (and {len(found) - 3} more)" if len(found) > 3 else "")
@@ -202,7 +203,7 @@ def compare_to_gold(result: RunResult, gold: Mapping[str, Any], tools: Sequence[
                                         for p in free_text_of(g))
         for call, g in zip(result.calls, gold.get("calls") or [], strict=False)
     )
-    if "answer" in gold and not loose and not answers_match(result.answer, gold["answer"]):
+    if "answer" in gold and not loose and result.answer != gold["answer"]:
         return f"answer {_short(result.answer)} differs from gold {_short(gold['answer'])}"
     return None
 

@@ -132,8 +132,7 @@ class OpenAIBackend(BaseBackend):
         except openai.APIConnectionError as exc:
             raise ModelEndpointError(f"model endpoint unreachable ({self.client.base_url}): {exc}") from exc
         except openai.APIStatusError as exc:
-            raise ModelEndpointError(f"model endpoint answered {exc.status_code} ({self.client.base_url}): "
-                                     f"{exc.message}") from exc
+            raise ModelEndpointError(f"model endpoint answered {exc.status_code}: {exc.message}") from exc
         choice = response.choices[0].message
         text = choice.content or ""
         calls = choice.tool_calls or []

@@ -10,12 +10,13 @@ from typing import Annotated, Any
 import anyio
 import typer
 
-from memory.runlog import RunLog, StepRecord
+from memory.runlog import RunLog
 from memory.variables import VariableMemory
 from routines.executor import Executor, ExecutorConfig
 from routines.hub import ToolHub
 from routines.model import Routine
 from routines.run_config import MODES
+from routines.trajectory import StepRecord
 from server.settings import Settings
 
 

@@ -98,7 +98,7 @@ async def _demo(home: Path, question: str | None, user_id: str | None, mode: str
         sample = _demo_question(scenario)
         question, user_id = sample["query"], user_id or sample.get("user_id")
     env = {**os.environ, "ROUTINE_DATA_DIR": str(home), "ROUTINE_SERVERS_FILE": str(servers_file),
-           "ROUTINE_EXECUTOR_BACKEND": os.environ.get("ROUTINE_EXECUTOR_BACKEND", "local"),
+           "ROUTINE_EXECUTOR_BACKEND": Settings().executor_backend,  # the user's (environment or .env), else local
            "FASTMCP_LOG_LEVEL": "WARNING", "TQDM_DISABLE": "1"}
     server_log = home / "server.log"
     transport = StdioTransport(command=sys.executable, args=["-m", "server", "serve"], env=env, log_file=server_log)

@@ -237,7 +237,8 @@ def register(app: typer.Typer) -> None:
         servers: Annotated[
             Path | None, typer.Option("--servers", help='MCP servers config ({"mcpServers": {...}}) to list tools from.')
         ] = None,
-        backend: Annotated[str, typer.Option("--backend", help="Model backend kind (openai, local, ...).")] = "openai",
+        backend: Annotated[str | None, typer.Option(
+            "--backend", help="Model backend kind (openai, local, ...); default ROUTINE_PLANNER_BACKEND (openai).")] = None,
         option: Annotated[
             list[str] | None, typer.Option("--option", "-o", help="Backend option KEY=VALUE (JSON values allowed).")
         ] = None,
@@ -249,15 +250,19 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Turn a draft into a validated Routine with a planner model; exit 1 when it never validates."""
-        from routines.backends import create_backend
         from routines.planner import plan
 
         if (tools is None) == (servers is None):
             raise typer.BadParameter("give exactly one of --tools TOOLS.json or --servers servers.json")
         tool_list = _tools(tools) if tools else anyio.run(_server_tools, servers)
-        model = create_backend(backend, **_options(option or []))
+        settings = Settings()
+        kind = backend or settings.planner_backend
+        if kind == "sampling":
+            raise typer.BadParameter("the sampling planner exists only inside `routine serve` (it is the MCP client's "
+                                     "model); pass --backend openai or local")
+        model = settings.planner(kind, **_options(option or []))
         if model is None:
-            raise typer.BadParameter(f"--backend {backend} has no model; planning needs one (e.g. openai, local)")
+            raise typer.BadParameter(f"--backend {kind} has no model; planning needs one (e.g. openai, local)")
         result = anyio.run(lambda: plan(draft.read_text(encoding="utf-8"), tool_list, model, bind=bind,
                                         max_repairs=max_repairs, name=name, routine_id=routine_id))
         if as_json and result.routine is not None:

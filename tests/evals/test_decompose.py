@@ -167,10 +167,24 @@ def test_trajectory_round_trips_through_json() -> None:
     data = {
         "query_id": "q", "query": "hi", "routine_id": "r", "variant": None, "system": {"user_id": "u"},
         "inputs": {}, "answer": "a",
-        "calls": [{"step": "1", "name": "t", "arguments": {"x": 1}, "observation": "memory_t = {}", "source": "bound",
-                   "next_tools": ["t", "u"], "free_text": ["x"]}],
+        "calls": [{"step": "1", "name": "t", "arguments": {"x": 1}, "resolved_arguments": None, "result": None,
+                   "observation": "memory_t = {}", "source": "bound", "next_tools": ["t", "u"], "free_text": ["x"]}],
     }
     assert Trajectory.from_dict(json.loads(json.dumps(Trajectory.from_dict(data).as_dict()))).as_dict() == data
+
+
+def test_a_cache_line_written_before_the_run_record_reads_the_same() -> None:
+    """Evaluation caches written by TrajectoryCall (no source, results or resolved arguments) still load."""
+    old = {"query_id": "q", "query": "hi", "routine_id": "r", "variant": "r/3-1", "system": {"user_id": "u"},
+           "inputs": {"a": 1}, "answer": "a",
+           "calls": [{"step": "1", "name": "t", "arguments": {"x": "memory_t"}, "observation": "memory_t = {}",
+                      "free_text": [], "next_tools": []}]}
+    traj = Trajectory.from_dict(old)
+    (call,) = traj.calls
+    assert (call.step, call.tool, call.arguments, call.observation, call.source) == ("1", "t", {"x": "memory_t"},
+                                                                                   "memory_t = {}", "bound")
+    assert (traj.query_id, traj.variant, traj.system, traj.inputs, traj.answer) == ("q", "r/3-1", {"user_id": "u"},
+                                                                                   {"a": 1}, "a")
 
 
 async def test_subset_takes_whole_queries_up_to_at_least_the_steps_asked(tmp_path: Path) -> None:

@@ -120,12 +120,15 @@ async def test_hybrid_mode_overlays_the_bound_arguments_on_the_models_call(hub: 
     data = json.loads(SALARY_ROUTINE.read_text())
     data["steps"][-1]["args"] = {"topic": "salary"}  # "data" (required) is left to the model
     wrong_topic = {"name": "summarize", "arguments": {"topic": "weather", "data": {"salary": 98000}}}
-    executor = _executor(hub, [wrong_topic])
+    log = RunLog(":memory:")
+    executor = _executor(hub, [wrong_topic], log)
     result = await executor.run(Routine.from_data(data), "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr",
                                 mode="hybrid")
     assert result.ok, result.error
     assert calls[-1] == ("summarize", {"topic": "salary", "data": {"salary": 98000}})
     assert result.calls[-1].source == "model"
+    assert result.calls[-1].model_arguments == wrong_topic["arguments"]  # what the model wrote, kept
+    assert log.trajectory(result.run_id or "").calls == result.trajectory().calls  # and logged the same
 
 
 async def test_inputs_missing_in_hybrid_mode_are_extracted_by_the_model_under_their_schema(hub: ToolHub) -> None:

@@ -73,6 +73,8 @@ def test_the_servers_file_can_come_from_the_environment_and_json_output_has_the_
     assert result["status"] == "finished" and "87000" in result["answer"]
     assert [c["step"] for c in result["trajectory"]] == ["1", "2", "3-1_1", "4"]
     assert result["trajectory"][1]["result"] == {"employee_id": "E-002", "name": "Alan Turing"}
+    assert list(result["trajectory"][0]) == ["step", "name", "arguments", "resolved_arguments", "result",
+                                             "observation", "source", "next_tools"]  # the shape scripts read
 
 
 def test_a_run_whose_server_crashes_fails_with_the_downstream_error_and_is_logged(

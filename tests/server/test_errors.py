@@ -111,6 +111,30 @@ async def test_our_own_bug_is_an_internal_error_logged_with_its_traceback(
     assert "in broken" in caplog.text and "raise bug" in caplog.text  # the traceback, down to the line
 
 
+async def test_a_pydantic_error_inside_a_tool_is_our_bug_named_as_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fastmcp tags a pydantic error raised in a tool's body (_ToolBodyError); the client and the log name the
+    real error, and it is not mistaken for a bad argument."""
+    import pydantic
+
+    from server import app
+
+    def broken(routine: Any) -> str:
+        pydantic.TypeAdapter(int).validate_python("not a number")
+        return ""
+
+    async with Client(app.create_app(service(tmp_path, ToolHub({"toy": create_toy_server()})))) as client:
+        await client.call_tool("save_routine", {"routine": salary()})
+        monkeypatch.setattr(app, "render_routine", broken)
+        with caplog.at_level(logging.ERROR, logger="server.errors"), pytest.raises(MCPError) as tool:
+            await client.call_tool("get_routine", {"routine_id": "example.salary"})
+    assert not isinstance(tool.value, ToolError) and tool.value.error.code == INTERNAL_ERROR
+    assert "(ValidationError)" in tool.value.error.message
+    (logged,) = [r for r in caplog.records if r.name == "server.errors"]
+    assert isinstance(logged.exc_info[1], pydantic.ValidationError)
+
+
 # ---- (3) a bad mcpServers file ---------------------------------------------------------------------------
 async def test_a_bad_servers_file_names_the_entry_and_what_to_fix(tmp_path: Path) -> None:
     from server.app import create_app
