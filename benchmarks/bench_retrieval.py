@@ -1,7 +1,7 @@
 """Procedure-memory benchmark: retrieval accuracy on the HR queries, embedding throughput, and retrieval
 latency at 100, 1k and 10k Routines.
 
-    .venv/bin/python benchmarks/bench_retrieval.py                    # both parts, about 5 minutes here
+    .venv/bin/python benchmarks/bench_retrieval.py                    # both parts, about 2 minutes here
     .venv/bin/python benchmarks/bench_retrieval.py --part accuracy    # or one part; the other's numbers are kept
 
 Numbers go to docs/benchmarks/retrieval.json (see docs/procedure-memory.md).
@@ -22,7 +22,10 @@ bundled all-MiniLM-L6-v2; above it, random unit vectors are written directly wit
 (the search cost does not depend on the vectors' content, and embedding thousands of texts on a shared CPU
 takes minutes: see the measured throughput), so ``Retriever.sync`` finds them current and embeds nothing.
 Latency is measured for the whole ``retrieve`` (query embedding + search + loading the Routine) and for the
-search alone.
+search alone. Every timed ``retrieve`` gets a question of its own (:func:`distinct_queries`: templates with
+names, months and teams), so the embedder's cache of recent questions never answers (``query_cache_hits``
+checks it); ``retrieve_repeated`` is the same question asked again, answered from that cache. The accuracy
+part embeds its questions as ``retrieve`` does (``Embedder.embed_query``), the stored texts as ``sync`` does.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from memory.embeddings import DEFAULT_RECIPE, Embedder, routine_text, text_hash
+from memory.matrix import HALF_FROM
+from memory.query_encoder import native_bfloat16
 from memory.retrieval import Retriever
 from memory.store import ProcedureStore
 from routines.model import Routine
@@ -60,6 +66,29 @@ STEP_NAMES = ["Get requester", "Check permission", "Find employee", "Fetch recor
 QUERIES = ["How many leave days does Ana Lopez have left?", "Show me the payslip of Tom Berg for May",
            "Who is in the finance team?", "Approve the travel expense of Li Wei", "What is my pension plan?",
            "Renew the contract of Sara Kim", "Swap my Friday shift with Omar", "What bonus did Raj get?"]
+TEMPLATES = ["How many leave days does {name} have left?", "Show me the payslip of {name} for {month}",
+             "Who is in the {team} team?", "Approve the travel expense of {name} from {month}",
+             "What pension plan is {name} on?", "Renew the contract of {name} in the {team} team",
+             "Swap my {day} shift with {first}", "What bonus did {name} get in {month}?",
+             "Is {name} allowed to work from home on {day}?", "List the overtime of the {team} team for {month}"]
+FIRST = ["Ana", "Tom", "Li", "Sara", "Omar", "Raj", "Kofi", "Mia", "Jonas", "Aiko", "Pedro", "Nia", "Ivan", "Zoe",
+         "Sam", "Lea", "Hugo", "Amara", "Finn", "Yusuf"]
+LAST = ["Lopez", "Berg", "Wei", "Kim", "Haddad", "Patel", "Mensah", "Rossi", "Novak", "Tanaka", "Silva", "Okafor"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+TEAMS = ["finance", "sales", "support", "engineering", "legal", "marketing", "logistics", "research"]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
+
+
+def distinct_queries(n: int, seed: int = 0) -> list[str]:
+    """``n`` different HR-like questions of 8 to 16 tokens, the same for a given seed."""
+    rng = random.Random(seed)
+    seen: dict[str, None] = {}
+    while len(seen) < n:
+        first = rng.choice(FIRST)
+        seen[rng.choice(TEMPLATES).format(name=f"{first} {rng.choice(LAST)}", first=first, month=rng.choice(MONTHS),
+                                          team=rng.choice(TEAMS), day=rng.choice(DAYS))] = None
+    return list(seen)
 
 
 def synth_routine(i: int, rng: random.Random) -> dict[str, Any]:
@@ -81,23 +110,51 @@ def ms(values: list[float]) -> dict[str, float]:
     return {"p50_ms": round(percentile(values, 50) * 1000, 3), "p95_ms": round(percentile(values, 95) * 1000, 3)}
 
 
-def embedding_throughput(embedder: Embedder, n: int) -> dict[str, Any]:
+def embedding_throughput(embedder: Embedder, n: int, questions: Iterator[str]) -> dict[str, Any]:
     rng = random.Random(1)
     texts = [routine_text(Routine.model_validate(synth_routine(i, rng)), DEFAULT_RECIPE) for i in range(n)]
     embedder.embed(texts[:8])  # warm-up
     start = time.perf_counter()
     embedder.embed(texts)
     batch_s = time.perf_counter() - start
-    singles = []
+    singles, fast = [], []
     for q in QUERIES * 4:
         t = time.perf_counter()
         embedder.embed([q])
         singles.append(time.perf_counter() - t)
+        q = next(questions)
+        t = time.perf_counter()
+        embedder.embed_query(q)
+        fast.append(time.perf_counter() - t)
     return {"texts": n, "batch_texts_per_s": round(n / batch_s, 1), "mean_words": round(
-        statistics.mean(len(t.split()) for t in texts), 1), "single_query": ms(singles)}
+        statistics.mean(len(t.split()) for t in texts), 1), "single_query": ms(singles), "embed_query": ms(fast),
+        "note": "single_query: embed([q]), the path stored vectors take; embed_query: what retrieve uses, a new "
+                "question each time (no cache hits)"}
 
 
-def bench_size(n: int, embedder: Embedder, workdir: Path, *, real_vectors: bool, queries: int) -> dict[str, Any]:
+def timed_retrieves(retriever: Retriever, questions: Iterator[str], queries: int) -> dict[str, Any]:
+    """``retrieve`` of ``queries`` new questions (none in the embedder's cache), and of one question repeated."""
+    cache = retriever.embedder.query_cache
+    hits = cache.hits
+    full = []
+    for _ in range(queries):
+        q = next(questions)
+        t = time.perf_counter()
+        retriever.retrieve(q, k=3)
+        full.append(time.perf_counter() - t)
+    out = {"retrieve": ms(full), "query_cache_hits": cache.hits - hits}
+    repeated = []
+    q = next(questions)
+    for _ in range(max(queries // 4, 1) + 1):
+        t = time.perf_counter()
+        retriever.retrieve(q, k=3)
+        repeated.append(time.perf_counter() - t)
+    out["retrieve_repeated"] = ms(repeated[1:])  # the first one is embedded, the rest come from the cache
+    return out
+
+
+def bench_size(n: int, embedder: Embedder, workdir: Path, *, real_vectors: bool, queries: int,
+               questions: Iterator[str]) -> dict[str, Any]:
     rng = random.Random(n)
     with ProcedureStore(workdir / f"bench_{n}.sqlite") as store:
         routines = [synth_routine(i, rng) for i in range(n)]
@@ -119,31 +176,29 @@ def bench_size(n: int, embedder: Embedder, workdir: Path, *, real_vectors: bool,
             assert embedded == 0, "synthetic vectors were not recognised as current"
         index_s = time.perf_counter() - t
         t = time.perf_counter()
-        retriever.retrieve(QUERIES[0])  # builds the in-memory matrix
+        retriever.retrieve(next(questions))  # builds the in-memory matrix
         first_s = time.perf_counter() - t
-        full, search = [], []
+        timed = timed_retrieves(retriever, questions, queries)
         qvecs = embedder.embed(QUERIES)
+        search = []
         for i in range(queries):
-            q = QUERIES[i % len(QUERIES)]
-            t = time.perf_counter()
-            retriever.retrieve(q, k=3)
-            full.append(time.perf_counter() - t)
             t = time.perf_counter()
             retriever.search(qvecs[i % len(QUERIES)], 3)
             search.append(time.perf_counter() - t)
         out = {"routines": n, "vectors": "MiniLM" if real_vectors else "random unit (synthetic)",
                "save_routines_per_s": round(n / save_s, 1), "embed_or_sync_s": round(index_s, 3),
-               "embedded": embedded, "first_query_s": round(first_s, 3),
-               "retrieve": ms(full), "search_only": ms(search),
+               "embedded": embedded, "first_query_s": round(first_s, 3), **timed, "search_only": ms(search),
+               "float16_matrix": n * 384 >= HALF_FROM,
                "sqlite_vec": sqlite_vec_search(store, embedder.name, qvecs, queries)}
         if not real_vectors:
-            out["with_examples_and_negatives"] = with_examples(store, retriever, embedder, qvecs, queries)
+            out["with_examples_and_negatives"] = with_examples(store, retriever, embedder, qvecs, queries, questions)
         print(json.dumps(out), flush=True)
         return out
 
 
 def with_examples(store: ProcedureStore, retriever: Retriever, embedder: Embedder, qvecs: np.ndarray,
-                  queries: int, per_routine: int = 5, negatives: int = 130) -> dict[str, Any]:
+                  queries: int, questions: Iterator[str], per_routine: int = 5,
+                  negatives: int = 130) -> dict[str, Any]:
     """The same store with ``per_routine`` example questions per Routine and ``negatives`` negative questions
     (random unit vectors, as for the Routines): what example and negative scoring add to a query."""
     ids = store.ids()
@@ -154,19 +209,17 @@ def with_examples(store: ProcedureStore, retriever: Retriever, embedder: Embedde
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     store.put_example_vectors(embedder.name, [(digest, vectors[i]) for i, (digest, _) in enumerate(todo)])
     t = time.perf_counter()
-    retriever.retrieve(QUERIES[0])  # rebuilds the index
+    retriever.retrieve(next(questions))  # rebuilds the index
     first_s = time.perf_counter() - t
-    full, search = [], []
+    timed = timed_retrieves(retriever, questions, queries)
+    search = []
     for i in range(queries):
-        t = time.perf_counter()
-        retriever.retrieve(QUERIES[i % len(QUERIES)], k=3)
-        full.append(time.perf_counter() - t)
         t = time.perf_counter()
         retriever.search(qvecs[i % len(QUERIES)], 3)
         retriever.negative_score(qvecs[i % len(QUERIES)])
         search.append(time.perf_counter() - t)
     return {"examples": len(ids) * per_routine, "negatives": negatives, "first_query_s": round(first_s, 3),
-            "retrieve": ms(full), "search_only": ms(search)}
+            **timed, "search_only": ms(search), "float16_examples": len(ids) * per_routine * 384 >= HALF_FROM}
 
 
 def sqlite_vec_search(store: ProcedureStore, model: str, qvecs: np.ndarray, queries: int) -> dict[str, Any]:
@@ -250,9 +303,13 @@ def accuracy(embedder: Embedder, workdir: Path) -> dict[str, Any]:
     from scenarios.hr import load_routines
 
     queries = hr_queries()
-    vectors = {split: embedder.embed([q["query"] for q in qs]) for split, qs in queries.items()}
-    outside = {"off_topic": embedder.embed(OFF_TOPIC), "hr_uncovered": embedder.embed(HR_UNCOVERED),
-               "off_topic_calibration": embedder.embed(OFF_TOPIC_CALIBRATION)}
+
+    def embed_questions(texts: list[str]) -> np.ndarray:  # as retrieve embeds a question
+        return np.stack([embedder.embed_query(t) for t in texts])
+
+    vectors = {split: embed_questions([q["query"] for q in qs]) for split, qs in queries.items()}
+    outside = {"off_topic": embed_questions(OFF_TOPIC), "hr_uncovered": embed_questions(HR_UNCOVERED),
+               "off_topic_calibration": embed_questions(OFF_TOPIC_CALIBRATION)}
     out: dict[str, Any] = {"routines": 7, "queries": {k: len(v) for k, v in queries.items()},
                            "threshold": DEFAULT_THRESHOLD, "recipes": {}}
     with ProcedureStore(workdir / "hr.sqlite") as store:
@@ -396,7 +453,8 @@ def main() -> None:
                "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     results: dict[str, Any] = {
         "command": "python benchmarks/bench_retrieval.py " + " ".join(sys.argv[1:]),
-        "model": {"name": embedder.name, "dim": dim, "load_s": round(load_s, 2)},
+        "model": {"name": embedder.name, "dim": dim, "load_s": round(load_s, 2),
+                  "query_dtype": "bfloat16" if native_bfloat16() else "float32"},
     }
     out = Path(args.out)
     if out.exists():  # keep the other part's numbers (and the machine they were measured on) for one part
@@ -408,10 +466,12 @@ def main() -> None:
             results["accuracy"] = {"command": results["command"], **accuracy(embedder, Path(tmp)), "machine": machine}
         if args.part in ("all", "latency"):
             results["latency_command"] = results["command"]
-            results["embedding"] = embedding_throughput(embedder, args.throughput_texts)
+            questions = iter(distinct_queries(10_000))
+            results["embedding"] = embedding_throughput(embedder, args.throughput_texts, questions)
             print(json.dumps(results["embedding"]), flush=True)
             results["sizes"] = [
-                bench_size(n, embedder, Path(tmp), real_vectors=n <= args.real_up_to, queries=args.queries)
+                bench_size(n, embedder, Path(tmp), real_vectors=n <= args.real_up_to, queries=args.queries,
+                           questions=questions)
                 for n in (int(s) for s in args.sizes.split(","))
             ]
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

