@@ -8,8 +8,9 @@ copy of the model's transformer for that one text:
 
 - called directly under ``torch.inference_mode``, then mean pooling and normalising done inline (one text has
   no padding, so the mean over its tokens is what the model's Pooling module computes);
-- in bfloat16, without BERT's pooler (a dense layer sentence-transformers computes and throws away), on CPUs
-  that multiply bfloat16 natively (AVX512-BF16 or AMX): half the bytes to read. The question's vector then
+- optionally (``QUERY_BFLOAT16``, off) in bfloat16, without BERT's pooler (a dense layer sentence-transformers
+  computes and throws away), on CPUs that multiply bfloat16 natively (AVX512-BF16 or AMX): half the bytes to
+  read. The question's vector then
   differs from the float32 one by a cosine of 0.9999 or closer (0.99993 at worst over the HR test questions);
   the stored Routine and example vectors stay float32, from :meth:`memory.embeddings.Embedder.embed`, so
   existing stores are used as they are. Elsewhere (emulated bfloat16 is slower than float32) it calls the
@@ -34,6 +35,12 @@ from typing import Any
 import numpy as np
 
 from memory.threads import one_torch_thread
+
+QUERY_BFLOAT16 = False
+"""Off by default: in bfloat16 a question took 8 ms instead of about 10 (float32 through this path; 12 through
+``encode``), but its vector moved enough (cosine 0.9999) to flip two borderline held-out questions of the tuned
+store (right Routine 92.9% to 92.1%, uncovered requests refused 87.5% to 83.3%). In float32 the question's
+vector is ``encode``'s, so retrieval answers exactly as before."""
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +80,10 @@ class QueryEncoder:
         self.dtype = dtype
 
     @classmethod
-    def for_model(cls, model: Any, device: str = "cpu") -> QueryEncoder | None:
+    def for_model(cls, model: Any, device: str = "cpu", *, bfloat16: bool = QUERY_BFLOAT16) -> QueryEncoder | None:
         """The fast path for ``model`` (a loaded, eval-mode SentenceTransformer), or ``None`` where the model
-        has another shape, runs on a GPU, or the fast path does not agree with ``encode``."""
+        has another shape, runs on a GPU, or the fast path does not agree with ``encode``. ``bfloat16``: run
+        in bfloat16 where the CPU multiplies it natively (faster, vectors slightly off; see QUERY_BFLOAT16)."""
         import torch
 
         modules = list(model)
@@ -84,7 +92,7 @@ class QueryEncoder:
         if not _mean_pooling(modules[1]) or type(modules[2]).__name__ != "Normalize":
             return None
         source = modules[0].auto_model
-        dtype = torch.bfloat16 if native_bfloat16() else torch.float32
+        dtype = torch.bfloat16 if bfloat16 and native_bfloat16() else torch.float32
         if dtype == torch.float32:
             transformer = source  # share the model's own weights (its pooler, if any, costs 3%)
         else:
