@@ -21,15 +21,17 @@ NO_CLOSING_TAG = "^([^<]|<[^/])*<?$"
 for every parser that looks for the closing tag (the small model does try to write one there)."""
 
 
-def cap_schema(schema: Any, max_string_length: int, *, string_pattern: str | None = None) -> Any:
+def cap_schema(schema: Any, max_string_length: int, *, string_pattern: str | None = None,
+               max_free_properties: int | None = None) -> Any:
     """A copy of ``schema`` with every free string capped at ``max_string_length`` characters (and given
-    ``string_pattern`` unless it has a pattern) and ``additionalProperties: false`` on every object that
-    declares ``properties``."""
+    ``string_pattern`` unless it has a pattern), ``additionalProperties: false`` on every object that
+    declares ``properties``, and, with ``max_free_properties``, at most that many keys in an object that
+    declares none (a free-form ``data`` object, where a small model otherwise adds keys until its token cap)."""
     if not isinstance(schema, Mapping):
         return schema  # ``true``/``false`` schemas
 
     def cap(sub: Any) -> Any:
-        return cap_schema(sub, max_string_length, string_pattern=string_pattern)
+        return cap_schema(sub, max_string_length, string_pattern=string_pattern, max_free_properties=max_free_properties)
 
     out: dict[str, Any] = dict(schema)
     declared = out.get("type")
@@ -41,8 +43,11 @@ def cap_schema(schema: Any, max_string_length: int, *, string_pattern: str | Non
     if isinstance(out.get("properties"), Mapping):
         out["properties"] = {k: cap(v) for k, v in out["properties"].items()}
         out["additionalProperties"] = False
-    elif isinstance(out.get("additionalProperties"), Mapping):
-        out["additionalProperties"] = cap(out["additionalProperties"])
+    else:
+        if isinstance(out.get("additionalProperties"), Mapping):
+            out["additionalProperties"] = cap(out["additionalProperties"])
+        if max_free_properties is not None and "object" in types and "patternProperties" not in out:
+            out["maxProperties"] = min(int(out.get("maxProperties", max_free_properties)), max_free_properties)
     items = out.get("items")
     if isinstance(items, Mapping):
         out["items"] = cap(items)

@@ -103,6 +103,18 @@ def test_tool_call_grammar_refuses(byte_tokenizer: llguidance.LLTokenizer, text:
     assert not accepts(byte_tokenizer, Constraint(tools=(SALARY, SEARCH), max_string_length=16), text)
 
 
+def test_a_free_form_object_argument_is_closed_after_a_few_keys(byte_tokenizer: llguidance.LLTokenizer) -> None:
+    """The finish step's free ``data`` object: a small model adds keys in a loop until its token cap."""
+    summarize = ToolSpec("summarize", "Write the answer.", {
+        "type": "object", "properties": {"data": {"type": "object"}}, "required": ["data"]})
+    constraint = Constraint(tools=(summarize,), max_string_length=16)
+    keys = constrain.MAX_FREE_PROPERTIES
+    assert accepts(byte_tokenizer, constraint, call_text("summarize", {"data": {f"k{i}": "memory_x" for i in range(keys)}}))
+    assert not accepts(byte_tokenizer, constraint,
+                       call_text("summarize", {"data": {f"k{i}": "memory_x" for i in range(keys + 1)}}))
+    assert "maxProperties" not in constrain.cap_schema(summarize.parameters, 16)["properties"]["data"]  # other backends
+
+
 def test_json_schema_grammar_is_a_bare_value(byte_tokenizer: llguidance.LLTokenizer) -> None:
     constraint = Constraint(json_schema=SALARY.parameters, max_string_length=8)
     assert accepts(byte_tokenizer, constraint, '{"employee_id": "E042"}')
