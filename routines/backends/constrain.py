@@ -46,8 +46,9 @@ JSON_OPTIONS: dict[str, Any] = {
 
 MAX_FREE_PROPERTIES = 16
 """Keys a free-form object argument may have under the grammar. Measured (docs/results.md, issue 13): with
-``next``, 140 of the untrained model's 200 finish steps never closed their ``data`` object before the 384-token
-cap, adding keys in a loop; 41 of the trained adapter's 260. HR calls pass at most 6 keys in an object."""
+``next``, 163 of the untrained model's 260 finish-step calls (``summarize``, ``generate_report``) never closed
+their ``data`` object before the 384-token cap, adding keys in a loop; 41 of the trained adapter's. HR calls
+pass at most 6 keys in an object."""
 
 
 def _arguments_schema(tool: ToolSpec, max_string_length: int) -> dict[str, Any]:
