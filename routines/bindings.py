@@ -108,6 +108,17 @@ def resolve_args(args: Mapping[str, Any] | None, state: RunState) -> dict[str, A
     return {k: resolve(v, state) for k, v in (args or {}).items()}
 
 
+def resolvable_args(args: Mapping[str, Any] | None, state: RunState) -> dict[str, Any]:
+    """The arguments ``state`` can already resolve; one bound to something the run lacks is left out."""
+    out = {}
+    for name, value in (args or {}).items():
+        try:
+            out[name] = resolve(value, state)
+        except BindingError:
+            continue
+    return out
+
+
 def is_bound(step: Any, schema: Mapping[str, Any] | None = None) -> bool:
     """True when the step's ``args`` cover every required parameter of its tool's schema (or, without a
     schema, when it has ``args`` at all). A step without a tool is never "bound"."""

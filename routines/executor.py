@@ -9,7 +9,11 @@ a branch whose ``when`` guard is false cannot be taken.
 
 Constraint modes (``ExecutorConfig.constrain``), for backends that can constrain decoding: ``none``;
 ``routine``: one call to any tool listed in the prompt; ``next``: one call to a tool the Routine allows
-next (the next step's tool; at a branch, the first tools of the branches whose guard is not false).
+next (the next step's tool; at a branch, the first tools of the branches whose guard is not false), with
+the step's bound arguments written by the grammar.
+
+Inputs (``{{inputs.*}}``) the caller does not pass are read from the question by the model in every mode
+that has one (a model-mode run goes on without them when that fails).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import anyio
 
 from routines.arguments import ArgumentChecker
 from routines.backends.base import Backend, Constraint, Message, ToolSpec
-from routines.bindings import BindingError, RunState, is_bound, resolve_args
+from routines.backends.schema import pin_arguments
+from routines.bindings import BindingError, RunState, is_bound, resolvable_args, resolve_args
 from routines.calls import CallParseError, ToolCall, parse_tool_call
 from routines.cursor import Cursor, choose_branch, open_branches
 from routines.errors import CallerError, DownstreamError, ModelCallError, RunFailed
@@ -147,9 +152,7 @@ class Executor:
                 f"Routine {routine.id or routine.name!r} names tools the downstream servers do not have: "
                 f"{', '.join(missing)}; connect the right servers or fix the Routine"
             )
-        run_inputs = dict(inputs or {})
-        if mode in ("hybrid", "bound"):
-            run_inputs = await self._complete_inputs(routine, query, run_inputs, mode)
+        run_inputs = await self._complete_inputs(routine, query, dict(inputs or {}), mode)
         shown = [routine] if self.config.prompt.with_routine else []  # a hidden Routine: listed like no Routine
         listed = prompt_tools(shown, tools, self.config.tools_in_prompt)
         run_id = self._start_log(routine, query, mode, sys_params, run_inputs)
@@ -235,12 +238,14 @@ class Executor:
         return is_bound(step, spec.parameters if spec else None)
 
     async def _complete_inputs(self, routine: Routine, query: str, inputs: dict[str, Any], mode: Mode) -> dict[str, Any]:
+        """The caller's inputs plus what the model reads from the question (a model-mode run whose reading
+        fails goes on without: the model writes those values itself)."""
         missing = missing_inputs(routine, inputs)
-        if not missing:
+        if not missing or (mode == "model" and not self.config.extract_inputs):
             return inputs
         if mode == "bound" or self.backend is None:
             raise CallerError(f"bound mode needs the Routine's inputs: {', '.join(missing)}; pass them as inputs")
-        return await extract_inputs(routine, query, inputs, self.backend)
+        return await extract_inputs(routine, query, inputs, self.backend, required=mode != "model")
 
     # ---- a step without the model -----------------------------------------------------------------
     def _resolve_bound(self, run: _Run, step: Step, mode: Mode) -> dict[str, Any] | None:
@@ -263,11 +268,16 @@ class Executor:
 
     # ---- a step the model makes -------------------------------------------------------------------
     def _constraint(self, run: _Run, allowed: list[Step]) -> Constraint | None:
+        """``routine``: any listed tool. ``next``: the tools of the allowed steps, each step's bound arguments
+        written by the grammar (they would overwrite the model's values anyway; a tool two allowed steps
+        share is left unpinned)."""
         if self.config.constrain == "routine":
             return Constraint(tools=tuple(run.prompt_tools))
         if self.config.constrain == "next":
-            names = dict.fromkeys(s.tool for s in allowed if s.tool in run.tools)
-            return Constraint(tools=tuple(run.tools[name] for name in names if name))
+            by_tool = {s.tool: [t for t in allowed if t.tool == s.tool] for s in allowed if s.tool in run.tools}
+            return Constraint(tools=tuple(
+                pin_arguments(run.tools[name], self._bound_values(run, steps[0])) if len(steps) == 1 else run.tools[name]
+                for name, steps in by_tool.items() if name))
         return None
 
     async def _model_call(self, run: _Run, allowed: list[Step], on_step: StepCallback | None) -> None:
@@ -288,11 +298,10 @@ class Executor:
                 step = self._match(run, call, allowed)
                 rec.step, rec.tool, rec.arguments = step.step, call.name, call.arguments
                 if step.args:  # the Routine's bindings win over the model's values, in every mode
-                    bound_call = self._overlay(run, step, call)
+                    bound_call = ToolCall(call.name, {**call.arguments, **self._bound_values(run, step)})
                     if bound_call.arguments != call.arguments:
                         rec.extra["model_arguments"] = call.arguments
-                    call = bound_call
-                    rec.arguments = call.arguments
+                    call, rec.arguments = bound_call, bound_call.arguments
                 resolved = self._check_arguments(run, call)
                 rec.resolved_arguments = resolved
                 if await self._execute(run, step, call, resolved, rec, on_step, retry=attempt < self.config.max_retries):
@@ -327,15 +336,10 @@ class Executor:
             raise ModelCallError("not_in_routine", f"the Routine does not use {call.name}; the next call is {expected}")
         raise ModelCallError("unknown_tool", f"there is no tool {call.name!r}; the next call is {expected}")
 
-    def _overlay(self, run: _Run, step: Step, call: ToolCall) -> ToolCall:
-        """Hybrid mode: values the Routine binds win over the model's."""
-        bound = {}
-        for name, value in (step.args or {}).items():
-            try:
-                bound[name] = resolve_args({name: value}, run.state)[name]
-            except BindingError:
-                continue
-        return ToolCall(call.name, {**call.arguments, **run.memory.encode_args(bound)})
+    def _bound_values(self, run: _Run, step: Step) -> dict[str, Any]:
+        """The step's arguments the run can already resolve, written as a call writes them (long values and
+        whole results as memory keys). They win over the model's values in every mode."""
+        return run.memory.encode_args(resolvable_args(step.args, run.state))
 
     def _check_arguments(self, run: _Run, call: ToolCall) -> dict[str, Any]:
         return self._arguments.check(call, run.tools[call.name], run.memory)

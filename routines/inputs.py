@@ -8,6 +8,7 @@ backend can, string lengths capped).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -20,6 +21,7 @@ from routines.errors import CallerError
 from routines.model import Routine
 
 MAX_INPUT_CHARS = 120
+log = logging.getLogger(__name__)
 
 
 def used_inputs(routine: Routine) -> list[str]:
@@ -109,8 +111,11 @@ def extraction_target(values: dict[str, Any], names: list[str]) -> str:
     return json.dumps({n: values[n] for n in names}, ensure_ascii=False)
 
 
-async def extract_inputs(routine: Routine, query: str, inputs: dict[str, Any], backend: Backend) -> dict[str, Any]:
-    """Fill the missing inputs from the question with the model. CallerError when it cannot."""
+async def extract_inputs(
+    routine: Routine, query: str, inputs: dict[str, Any], backend: Backend, *, required: bool = True
+) -> dict[str, Any]:
+    """Fill the missing inputs from the question with the model. CallerError when it cannot, unless not
+    ``required`` (then ``inputs`` as they were)."""
     names = missing_inputs(routine, inputs)
     schema = extraction_schema(routine, names, query)
     completion = await backend.complete(
@@ -120,6 +125,9 @@ async def extract_inputs(routine: Routine, query: str, inputs: dict[str, Any], b
         found = _first_object(completion.text)
         jsonschema.validate(found, extraction_schema(routine, names))  # spans guide decoding; any value may do
     except (ValueError, jsonschema.ValidationError) as exc:
+        if not required:
+            log.info("going on without %s: %s", ", ".join(names), exc)
+            return inputs
         raise CallerError(
             f"could not read {', '.join(names)} from the question ({exc}); pass them as inputs"
         ) from None

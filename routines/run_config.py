@@ -55,6 +55,10 @@ class ExecutorConfig:
     """Ask the backend to constrain decoding (when it can): ``none``, ``routine`` or ``next``."""
     tool_timeout: float = 30.0
     max_tokens: int = 384
+    extract_inputs: bool = True
+    """Model mode: read the Routine's inputs from the question first (one constrained model call), so that
+    its ``{{inputs.*}}`` bindings hold like every other binding. Off: the model writes those values itself.
+    Hybrid and bound runs always need the inputs."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "constrain", constrain_mode(self.constrain))

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
         "next", description="Constrained decoding (backends that can): none; routine (one call of any tool the "
         "prompt lists); next (one call of a tool the Routine allows at this step: docs/decisions.md says why this "
         "is the default). true/false read as routine/none.")
+    extract_inputs: bool = Field(
+        True, description="Model mode: read the Routine's inputs from the question first (one model call), so "
+        "its {{inputs.*}} bindings hold like the others; false: the model writes those values itself. Hybrid "
+        "and bound runs always need the inputs.")
     tools_in_prompt: Literal["routine", "all"] = Field(
         "routine", description="Tools the executor's prompt lists: routine (the Routine's own) or all (every "
         "downstream tool, the paper's protocol, for comparisons).")

@@ -7,6 +7,7 @@ Small models loop inside unbounded strings under a grammar; capping ``maxLength`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,3 +81,22 @@ def call_schema(tools: Sequence[ToolSpec], max_string_length: int = 256) -> dict
             "additionalProperties": False,
         })
     return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def pin_arguments(tool: ToolSpec, values: Mapping[str, Any]) -> ToolSpec:
+    """``tool`` with each of ``values`` fixed (JSON-schema ``const``, required): the schema of a call whose
+    bound arguments are already decided, so a grammar writes them for the model and it fills only the rest.
+    Properties keep the tool's order (a grammar writes keys in schema order); a pinned name the schema does
+    not declare comes last. A value whose JSON holds ``</`` stays free (forced, it would end the call)."""
+    values = {k: v for k, v in values.items() if "</" not in json.dumps(v, ensure_ascii=False)}
+    if not values:
+        return tool
+    params = dict(tool.parameters or {"type": "object", "properties": {}})
+    properties = dict(params.get("properties") or {})
+    for name, value in values.items():
+        described = {"description": properties[name]["description"]} if isinstance(properties.get(name), Mapping) \
+            and "description" in properties[name] else {}
+        properties[name] = {**described, "const": value}
+    params["properties"] = properties
+    params["required"] = list(dict.fromkeys([*params.get("required", []), *values]))
+    return ToolSpec(tool.name, tool.description, params)

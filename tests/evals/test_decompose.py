@@ -80,7 +80,7 @@ async def test_samples_are_exactly_the_messages_the_executor_sends(
             executor = Executor(hub, backend, ExecutorConfig(mode="model", prompt=config.options,
                                                              tools_in_prompt=executor_tools), variables=VariableMemory)  # type: ignore[arg-type]
             routine = catalog.flat(traj) if config.source == "flat" else catalog.routine(traj.routine_id)
-            result = await executor.run(routine, traj.query, system=traj.system)
+            result = await executor.run(routine, traj.query, inputs=traj.inputs, system=traj.system)
             assert result.ok and result.answer == traj.answer
             assert backend.requests == [s.messages() for s in by_query[traj.query_id]]
             listed = {t.name for s in by_query[traj.query_id] for t in s.tools}

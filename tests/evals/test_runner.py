@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from routines.backends.base import BaseBackend, Completion, Constraint, Message
 from routines.backends.process import ProcessBackend, close_all
 from routines.backends.scripted import ScriptedBackend, call_text
 from routines.hub import ToolHub
+from routines.trajectory import Trajectory
 from tests.fixtures import eval_toy
 from tests.fixtures.worker_backends import echo_backend
 
@@ -40,6 +42,27 @@ def branch_samples(tset: TrajectorySet, tools_in_prompt: str = "all") -> list[Sa
     """Per-step samples of the branching Routine, every tool listed unless told (the paper's protocol)."""
     return build_samples(CONFIGS["routine_branch"], tset.trajectories, tset.tools, eval_toy.catalog(),
                          tools_in_prompt=tools_in_prompt)
+
+
+class ReadsInputs(BaseBackend):
+    """The oracle of an end-to-end run: answers the input extraction (a JSON-schema constraint) with the
+    trajectory's inputs, every other conversation from ``calls`` (whose ``requests`` are then the calls' only)."""
+
+    name = "reads-inputs"
+
+    def __init__(self, calls: ScriptedBackend, trajectories: Sequence[Trajectory]) -> None:
+        self.calls = calls
+        self.inputs = {t.query: t.inputs for t in trajectories}
+        self.extractions = 0
+
+    async def complete(self, messages: Sequence[Message], *, constraint: Constraint | None = None,
+                       max_tokens: int = 512) -> Completion:
+        if constraint is not None and constraint.json_schema is not None:
+            self.extractions += 1
+            names = constraint.json_schema["required"]
+            inputs = self.inputs[messages[-1].content]
+            return Completion(text=json.dumps({n: inputs[n] for n in names}), backend=self.name)
+        return await self.calls.complete(messages, constraint=constraint, max_tokens=max_tokens)
 
 
 class BatchingBackend(BaseBackend):
@@ -265,8 +288,10 @@ async def test_an_end_to_end_run_sends_exactly_the_per_step_samples(tset: Trajec
     async with ToolHub(eval_toy.servers()) as hub:
         samples = e2e_samples(tset.trajectories, catalog, tset.tools, tools_in_prompt=tools_in_prompt)  # type: ignore[arg-type]
         oracle = scripted_backend(samples)
-        results = await run_end_to_end(tset.trajectories, catalog, hub, oracle, tools_in_prompt=tools_in_prompt,  # type: ignore[arg-type]
+        model = ReadsInputs(oracle, tset.trajectories)
+        results = await run_end_to_end(tset.trajectories, catalog, hub, model, tools_in_prompt=tools_in_prompt,  # type: ignore[arg-type]
                                        progress=False)
+    assert model.extractions == sum(1 for t in tset.trajectories if t.inputs)
     assert len(results) == len(tset.trajectories) and all(r.success for r in results)
     assert sorted(map(conversation_key, oracle.requests)) == sorted(conversation_key(s.messages()) for s in samples)
     listed = {len(s.tools) for s in samples}
@@ -276,7 +301,7 @@ async def test_an_end_to_end_run_sends_exactly_the_per_step_samples(tset: Trajec
 async def test_end_to_end_scores_task_success(tset: TrajectorySet) -> None:
     catalog = eval_toy.catalog()
     async with ToolHub(eval_toy.servers()) as hub:
-        oracle = scripted_backend(e2e_samples(tset.trajectories, catalog, tset.tools))
+        oracle = ReadsInputs(scripted_backend(e2e_samples(tset.trajectories, catalog, tset.tools)), tset.trajectories)
         results = await run_end_to_end(tset.trajectories, catalog, hub, oracle, progress=False)
         assert len(results) == len(tset.trajectories) and all(r.success for r in results)
 
@@ -284,13 +309,14 @@ async def test_end_to_end_scores_task_success(tset: TrajectorySet) -> None:
         steps = e2e_samples(salary, catalog, tset.tools)
         wrong = {s.id: s.expected.text() for s in steps}
         wrong["q-t01/2"] = call_text("get_salary_band", {"employee_id": "E-001"})  # the branch whose guard is false
-        (result,) = await run_end_to_end(salary, catalog, hub, scripted_backend(steps, wrong, repeat=2), progress=False)
+        (result,) = await run_end_to_end(salary, catalog, hub, ReadsInputs(scripted_backend(steps, wrong, repeat=2), salary),
+                                         progress=False)
         assert not result.finished and not result.calls_ok and not result.success
         assert [c["name"] for c in result.calls] == ["get_user_profile", "search_employee"]  # refused: never called
         assert "condition does not hold" in (result.error or "") and result.model_requests == 2 + 3
 
         prose = {s.id: "no idea" for s in steps}
-        (result,) = await run_end_to_end(salary, catalog, hub, scripted_backend(steps, prose, repeat=3),
+        (result,) = await run_end_to_end(salary, catalog, hub, ReadsInputs(scripted_backend(steps, prose, repeat=3), salary),
                                          progress=False)
         assert not result.finished and result.error and result.model_requests == 3
 

@@ -64,7 +64,10 @@ def runlog() -> RunLog:
 
 
 def _executor(hub: ToolHub, replies: list[Any] | None = None, runlog: RunLog | None = None, **config: Any) -> Executor:
+    """An executor on scripted replies. The replies are tool calls, so model mode does not read inputs first
+    here unless a test asks (``extract_inputs=True``: then the first reply is the extraction's)."""
     backend = ScriptedBackend(replies) if replies is not None else None
+    config.setdefault("extract_inputs", False)
     return Executor(hub, backend, ExecutorConfig(**config), runlog, variables=VariableMemory)
 
 
@@ -221,6 +224,41 @@ async def test_only_the_allowed_steps_tools_are_offered_to_a_constrained_backend
     system = executor.backend.requests[0][0].content  # type: ignore[union-attr]
     tools = system.split("<tools>\n")[1].split("\n</tools>")[0]
     assert "get_salary_band" in tools and "delete_records" not in tools
+
+
+async def test_model_mode_reads_the_inputs_first_and_the_routine_binds_them(hub: ToolHub, calls: Calls) -> None:
+    """The model misspells the name at step 2; the input it read from the question is what the tool gets."""
+    misspelt = [ADA_HR[0], {"name": "search_employee", "arguments": {"name": "Adda"}}, *ADA_HR[2:]]
+    executor = _executor(hub, ['{"employee_name": "Ada"}', *misspelt], extract_inputs=True)
+    result = await executor.run(SALARY, "What does Ada earn?", user_id="u-hr")
+    assert result.ok, result.error
+    assert result.inputs == {"employee_name": "Ada"}
+    assert executor.backend.constraints[0].json_schema is not None  # type: ignore[union-attr]
+    assert ("search_employee", {"name": "Ada"}) in calls
+    search = next(a for a in result.attempts if a.tool == "search_employee")
+    assert search.extra["model_arguments"] == {"name": "Adda"}
+
+
+async def test_model_mode_goes_on_when_the_inputs_cannot_be_read(hub: ToolHub, calls: Calls) -> None:
+    executor = _executor(hub, ["I cannot tell.", *ADA_HR], extract_inputs=True)
+    result = await executor.run(SALARY, "What does Ada earn?", user_id="u-hr")
+    assert result.ok, result.error
+    assert result.inputs == {}
+    assert ("search_employee", {"name": "Ada"}) in calls  # the model's own value
+
+
+async def test_the_next_constraint_writes_the_steps_bound_arguments(hub: ToolHub) -> None:
+    """Under ``next`` the grammar pins what the Routine binds (the values would win anyway): the model
+    writes only what is left, and a finish step's data keys are the ones the Routine names."""
+    executor = _executor(hub, list(ADA_HR), constrain="next", tools_in_prompt="routine")
+    result = await executor.run(SALARY, "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr")
+    assert result.ok, result.error
+    pinned = [{k: v["const"] for k, v in c.tools[0].parameters["properties"].items() if "const" in v}
+              for c in executor.backend.constraints]  # type: ignore[union-attr]
+    assert pinned == [{"user_id": "u-hr"}, {"name": "Ada"}, {"employee_id": "E-001"},
+                      {"topic": "salary", "data": "memory_get_salary"}]
+    summarize = executor.backend.constraints[-1].tools[0].parameters  # type: ignore[union-attr]
+    assert set(summarize["required"]) >= {"topic", "data"}
 
 
 # ---- bad model output: fed back, retried, bounded ------------------------------------------------

@@ -98,8 +98,8 @@ async def test_a_scripted_model_replaying_the_gold_calls_reproduces_every_trajec
         calls = calls_as_written(record["calls"], CONFIG.memory_threshold)
         keys_used += sum("memory_" in str(c["arguments"]) for c in calls)
         backend.replies = list(calls)
-        result = await executor.run(routines[record["routine_id"]], record["query"], user_id=record["user_id"],
-                                    mode="model")
+        result = await executor.run(routines[record["routine_id"]], record["query"], inputs=record["inputs"],
+                                    user_id=record["user_id"], mode="model")
         if problem := mismatch(record, result):
             problems.append(problem)
         elif [c.arguments for c in result.calls] != [c["arguments"] for c in calls]:

@@ -208,7 +208,8 @@ async def test_a_run_with_native_calls_finishes_and_sends_the_history_as_tool_ca
         _response(None, [("summarize", '{"topic": "band", "data": {"band": "B3"}}')]),
     )
     executor = Executor(hub, endpoint.backend(native_tools=True), ExecutorConfig(constrain="next"), variables=VariableMemory)
-    result = await executor.run(Routine.from_file(SALARY_ROUTINE), "Alan's band?", user_id="u-staff")
+    result = await executor.run(Routine.from_file(SALARY_ROUTINE), "Alan's band?", inputs={"employee_name": "Alan"},
+                                user_id="u-staff")
     assert result.ok, result.error
     # the Routine binds summarize's arguments: its topic and the band result by reference win over the model's
     assert result.answer == "salary: band=B3, employee_id=E-002, name=Alan Turing"
@@ -226,6 +227,7 @@ async def test_a_run_with_native_calls_finishes_and_sends_the_history_as_tool_ca
 async def test_a_run_whose_endpoint_fails_ends_with_a_backend_error(hub: ToolHub) -> None:
     endpoint = FakeEndpoint(lambda request: httpx2.Response(500, json={"error": {"message": "boom"}}))
     executor = Executor(hub, endpoint.backend(), ExecutorConfig(), variables=VariableMemory)
-    result = await executor.run(Routine.from_file(SALARY_ROUTINE), "Alan's band?", user_id="u-staff")
+    result = await executor.run(Routine.from_file(SALARY_ROUTINE), "Alan's band?", inputs={"employee_name": "Alan"},
+                                user_id="u-staff")
     assert not result.ok and result.error_kind == "backend"
     assert (result.error or "").startswith("model backend: model endpoint answered 500")

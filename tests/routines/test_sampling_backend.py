@@ -83,7 +83,8 @@ def _front_server() -> FastMCP:
     async def run_salary(query: str, ctx: Context) -> Any:
         async def work(backend: Any, report: Any) -> dict[str, Any]:
             async with ToolHub({"toy": create_toy_server()}) as hub:
-                result = await Executor(hub, backend, variables=VariableMemory).run(SALARY, query, user_id="u-hr")
+                result = await Executor(hub, backend, variables=VariableMemory).run(
+                    SALARY, query, inputs={"employee_name": "Ada"}, user_id="u-hr")
             return {"answer": result.answer, "error": result.error, "steps": [c.tool for c in result.calls]}
 
         return await with_client_model(ctx, bridge, "run_salary", work, needed=True)

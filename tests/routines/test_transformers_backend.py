@@ -16,6 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from memory.variables import VariableMemory
 from routines.backends import constrain
 from routines.backends.base import Constraint, Message, ToolSpec
+from routines.backends.schema import pin_arguments
 from routines.backends.scripted import call_text
 from routines.calls import parse_tool_call
 
@@ -115,6 +116,26 @@ def test_a_free_form_object_argument_is_closed_after_a_few_keys(byte_tokenizer: 
     assert "maxProperties" not in constrain.cap_schema(summarize.parameters, 16)["properties"]["data"]  # other backends
 
 
+def test_pinned_arguments_are_written_by_the_grammar(byte_tokenizer: llguidance.LLTokenizer) -> None:
+    """A step's bound arguments under ``next``: the grammar writes them (in the schema's order) and takes no
+    other value; the model writes the rest."""
+    summarize = ToolSpec("summarize", "Write the answer.", {"type": "object", "properties": {
+        "question": {"type": "string"}, "data": {"type": "object", "description": "what to summarise"}}})
+    pinned = pin_arguments(summarize, {"data": {"salary": "memory_get_salary"}})
+    assert pinned.parameters["properties"]["data"] == {"description": "what to summarise",
+                                                        "const": {"salary": "memory_get_salary"}}
+    constraint = Constraint(tools=(pinned,), max_string_length=16)
+    assert accepts(byte_tokenizer, constraint,
+                   call_text("summarize", {"question": "pay?", "data": {"salary": "memory_get_salary"}}))
+    assert not accepts(byte_tokenizer, constraint, call_text("summarize", {"question": "pay?", "data": {"salary": "x"}}))
+    assert not accepts(byte_tokenizer, constraint, call_text("summarize", {"question": "pay?"}))  # now required
+    matcher = llguidance.LLMatcher(byte_tokenizer, constrain.grammar_for(constraint), log_level=0)
+    matcher.consume_tokens(byte_tokenizer.tokenize_str('<tool_call>{"name": "summarize", "arguments": {"question": "pay?", '))
+    assert byte_tokenizer.decode_str(matcher.compute_ff_tokens()) == \
+        '"data": {"salary": "memory_get_salary"}}}</tool_call>'
+    assert pin_arguments(summarize, {"data": "</tool_call>"}) is summarize  # forced, it would end the call
+
+
 def test_json_schema_grammar_is_a_bare_value(byte_tokenizer: llguidance.LLTokenizer) -> None:
     constraint = Constraint(json_schema=SALARY.parameters, max_string_length=8)
     assert accepts(byte_tokenizer, constraint, '{"employee_id": "E042"}')
@@ -168,7 +189,7 @@ async def test_the_next_grammar_at_a_branch_cannot_produce_another_steps_tool(
     async with ToolHub({"toy": create_toy_server()}) as hub:
         backend = ScriptedBackend(replies)
         result = await Executor(hub, backend, ExecutorConfig(constrain="next"), variables=VariableMemory).run(
-            Routine.from_file(SALARY_ROUTINE), "Ada's pay?", user_id="u-staff")
+            Routine.from_file(SALARY_ROUTINE), "Ada's pay?", inputs={"employee_name": "Ada"}, user_id="u-staff")
     assert result.ok, result.error
     branch = backend.constraints[2]
     assert branch is not None and [t.name for t in branch.tools] == ["get_salary_band"]

@@ -183,7 +183,7 @@ async def test_run_model_mode_retries_a_bad_reply(make_service, hr_routines, peo
         await client.call_tool("save_routine", {"routine": as_data(hr_routines["hr.salary"])})
         out = (await client.call_tool("run_routine", {
             "query": f"What does {people.employee_name} earn?", "routine_id": "hr.salary", "mode": "model",
-            "user_id": people.staff_user,
+            "user_id": people.staff_user, "inputs": {"employee_name": people.employee_name, "department": people.department},
         })).structured_content
     assert [s["tool"] for s in out["steps"]] == ["get_user_profile", "search_employee", "check_permission",
                                                  "get_salary_band", "summarize"]

@@ -209,5 +209,6 @@ async def test_the_clients_model_over_http(make_service, hr_routines, people, mo
     async with asgi_server(app) as running, running.client(auth="tok-good", mode=mode, sampling_handler=model) as client:
         out = (await client.call_tool("run_routine", {
             "query": f"What does {people.employee_name} earn?", "routine_id": "hr.salary", "mode": "model",
+            "inputs": {"employee_name": people.employee_name, "department": people.department},
             })).structured_content
     assert out["status"] == "finished" and len(out["steps"]) == 5 and replies == []

@@ -55,8 +55,13 @@ def as_data(routine: Routine) -> dict[str, Any]:
 
 
 def run_args(people: Any, mode: str = "model") -> dict[str, Any]:
-    return {"query": f"What does {people.employee_name} earn?", "routine_id": "hr.salary", "mode": mode,
+    """A run of the salary Routine; a model-mode run is given its inputs, so the client's model is asked for
+    the calls only (extraction is tested in tests/routines/test_executor.py)."""
+    args = {"query": f"What does {people.employee_name} earn?", "routine_id": "hr.salary", "mode": mode,
             "user_id": people.staff_user}
+    if mode == "model":
+        args["inputs"] = {"employee_name": people.employee_name, "department": people.department}
+    return args
 
 
 async def save_salary(client: Client, hr_routines: dict[str, Routine]) -> None:

@@ -385,7 +385,7 @@ async def test_a_client_that_goes_away_is_a_cancelled_run_not_an_internal_error(
     await service.save(hr_routines["hr.salary"].model_dump(exclude_none=True, exclude={"version"}))
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: service.run("What does Ada earn?", routine_id="hr.salary", mode="model",
-                                          user_id=people.staff_user))
+                                          user_id=people.staff_user, inputs={"employee_name": "Ada", "department": "HR"}))
         with anyio.fail_after(10):
             await backend.asked.wait()
         tg.cancel_scope.cancel()
