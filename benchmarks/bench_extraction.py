@@ -1,9 +1,11 @@
 """How well the embedded model reads a Routine's inputs from HR test questions (hybrid mode's only model
 work when every step is bound). Prints and saves docs/benchmarks/extraction.json.
 
-    .venv/bin/python benchmarks/bench_extraction.py [--limit 40] [--free]
+    .venv/bin/python benchmarks/bench_extraction.py [--limit 40] [--free] [--adapter routines/adapters/hr|none]
 
-``--free`` turns the span/date constraints off (plain JSON schema with capped strings) for comparison.
+``--free`` turns the span/date constraints off (plain JSON schema with capped strings) for comparison;
+``--adapter`` picks the LoRA adapter (default: the base model alone, ``none``); ``--limit 200`` is the whole
+test set. Results are saved per constraint and adapter.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 import random
 import time
+from datetime import date
 from pathlib import Path
 
 import anyio
@@ -26,30 +29,35 @@ def _norm(value: object) -> str:
     return str(value).strip().casefold()
 
 
-async def main(limit: int, free: bool, seed: int) -> dict:
+async def main(limit: int, free: bool, seed: int, adapter: str, dtype: str) -> dict:
     import routines.inputs as inputs_mod
 
     if free:  # the plain schema: capped strings, no spans
         inputs_mod.spans = lambda text, max_words=6: []  # type: ignore[assignment]
     scenario = Scenario.load("hr")
     routines = scenario.routine_map()
+    today = date.fromisoformat(scenario.today) if scenario.today else None
     queries = scenario.queries("test")
     random.Random(seed).shuffle(queries)
     queries = queries[:limit]
-    backend = create_backend("local")
+    options = {"dtype": dtype} | ({} if adapter == "none" else {"adapter": adapter})
+    backend = create_backend("local", **options)
     fields = exact_queries = 0
     per_field: dict[str, list[int]] = {}
     started = time.perf_counter()
     failures = []
+    wrong: list[dict] = []
     for q in queries:
         try:
-            got = await extract_inputs(routines[q["routine_id"]], q["query"], {}, backend)
+            got = await extract_inputs(routines[q["routine_id"]], q["query"], {}, backend, today=today)
         except CallerError as exc:
             got = {}
             failures.append({"id": q["id"], "error": str(exc)})
         ok_all = True
         for name, want in q["inputs"].items():
             ok = _norm(got.get(name)) == _norm(want)
+            if not ok:
+                wrong.append({"id": q["id"], "query": q["query"], "field": name, "want": want, "got": got.get(name)})
             per_field.setdefault(name, [0, 0])
             per_field[name][0] += ok
             per_field[name][1] += 1
@@ -59,16 +67,18 @@ async def main(limit: int, free: bool, seed: int) -> dict:
     elapsed = time.perf_counter() - started
     total_fields = sum(n for _, n in per_field.values())
     result = {
-        "constraint": "free" if free else "spans+patterns", "queries": len(queries), "seed": seed,
+        "constraint": "free" if free else "spans+patterns", "adapter": adapter, "dtype": dtype,
+        "queries": len(queries), "seed": seed,
         "query_exact": round(exact_queries / len(queries), 3), "field_accuracy": round(fields / total_fields, 3),
         "per_field": {k: round(a / n, 3) for k, (a, n) in per_field.items()},
         "seconds_per_query": round(elapsed / len(queries), 2), "unreadable": failures[:5],
+        "wrong": wrong,
     }
     print(json.dumps(result, indent=2))
     out = Path("docs/benchmarks/extraction.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     saved = json.loads(out.read_text()) if out.exists() else {}
-    saved[result["constraint"]] = result
+    saved[result["constraint"] + ("" if adapter == "none" else f" + {Path(adapter).name} adapter")] = result
     out.write_text(json.dumps(saved, indent=2) + "\n")
     return result
 
@@ -78,5 +88,7 @@ if __name__ == "__main__":
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--free", action="store_true")
+    parser.add_argument("--adapter", default="none")
+    parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
-    anyio.run(main, args.limit, args.free, args.seed)
+    anyio.run(main, args.limit, args.free, args.seed, args.adapter, args.dtype)

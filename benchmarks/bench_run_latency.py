@@ -50,7 +50,7 @@ async def warm_runs(args: argparse.Namespace) -> dict[str, Any]:
     backend.loaded  # noqa: B018 - load now, not inside the first run
     load_s = time.perf_counter() - started
     rows = []
-    config = ExecutorConfig(mode="model", constrain=args.constrain, tools_in_prompt="routine")
+    config = ExecutorConfig(mode="model", constrain=args.constrain, tools_in_prompt="routine", today=scenario.today)
     async with ToolHub.from_config(scenario.servers(Path(args.data_dir).expanduser())) as hub:
         executor = Executor(hub, backend, config, variables=VariableMemory)
         for record in picked:

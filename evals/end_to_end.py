@@ -73,6 +73,7 @@ async def run_end_to_end(
     max_retries: int = 2,
     memory_threshold: int = 256,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    today: str | None = None,
     progress: bool = True,
     on_result: Callable[[TaskResult], None] | None = None,
 ) -> list[TaskResult]:
@@ -82,7 +83,7 @@ async def run_end_to_end(
     tools = await hub.list_tools()
     exec_config = ExecutorConfig(
         mode="model", constrain=constrain, tools_in_prompt=tools_in_prompt, prompt=config.options, max_retries=max_retries,
-        memory_threshold=memory_threshold, max_tokens=max_tokens,
+        memory_threshold=memory_threshold, max_tokens=max_tokens, today=today,
     )
     executor = Executor(hub, backend, exec_config, variables=VariableMemory)
     results: list[TaskResult | None] = [None] * len(trajectories)

@@ -245,7 +245,8 @@ class Executor:
             return inputs
         if mode == "bound" or self.backend is None:
             raise CallerError(f"bound mode needs the Routine's inputs: {', '.join(missing)}; pass them as inputs")
-        return await extract_inputs(routine, query, inputs, self.backend, required=mode != "model")
+        return await extract_inputs(routine, query, inputs, self.backend, required=mode != "model",
+                                    today=self.config.reference_date)
 
     # ---- a step without the model -----------------------------------------------------------------
     def _resolve_bound(self, run: _Run, step: Step, mode: Mode) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from datetime import date
 from typing import Any
 
 import jsonschema
@@ -17,6 +18,7 @@ import jsonschema
 from routines.backends.base import Backend, Constraint, Message
 from routines.bindings import iter_refs
 from routines.conditions import ConditionSyntaxError, condition_refs, parse_condition
+from routines.dates import question_dates
 from routines.errors import CallerError
 from routines.model import Routine
 
@@ -46,14 +48,17 @@ def missing_inputs(routine: Routine, inputs: dict[str, Any]) -> list[str]:
     return [n for n in used_inputs(routine) if n not in inputs]
 
 
-_WORDS = re.compile(r"[\w][\w'&.-]*", re.UNICODE)
-_DATE_HINTS = {"YYYY-MM-DD": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "YYYY-MM": r"^[0-9]{4}-[0-9]{2}$"}
+_WORDS = re.compile(r"[\w][\w'’&.-]*", re.UNICODE)
+_POSSESSIVE = re.compile(r"['’]s?$")
+_DATE_HINTS = {"YYYY-MM-DD": r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
+               "YYYY-MM": r"^[0-9]{4}-(0[1-9]|1[0-2])$"}
 MAX_SPAN_WORDS = 6
 
 
 def spans(text: str, max_words: int = MAX_SPAN_WORDS) -> list[str]:
-    """Every run of 1..max_words consecutive words of ``text``, in order of appearance, without repeats."""
-    words = [w.rstrip(".") for w in _WORDS.findall(text)]
+    """Every run of 1..max_words consecutive words of ``text``, in order of appearance, without repeats. A
+    possessive is the name it belongs to ("Marie Luo's" gives "Marie Luo")."""
+    words = [_POSSESSIVE.sub("", w.rstrip(".")) for w in _WORDS.findall(text)]
     out: dict[str, None] = {}
     for i in range(len(words)):
         for j in range(i + 1, min(len(words), i + max_words) + 1):
@@ -61,16 +66,21 @@ def spans(text: str, max_words: int = MAX_SPAN_WORDS) -> list[str]:
     return list(out)
 
 
-def _property_schema(prop: dict[str, Any], query: str | None) -> dict[str, Any]:
-    """A string is pinned to what it can be: its enum, a date pattern its description asks for, or (with
-    ``query``) one of the question's word spans, so a small model copies instead of inventing."""
+def _property_schema(prop: dict[str, Any], query: str | None, today: date | None = None) -> dict[str, Any]:
+    """A string is pinned to what it can be: its enum; for a date its description asks for, one of the
+    dates the question writes (:mod:`routines.dates`) or else the date pattern; or (with ``query``) one of
+    the question's word spans. A small model copies and chooses well; it invents badly."""
     prop = dict(prop)
     if prop.get("type", "string") != "string" or "enum" in prop or "const" in prop:
         return prop
     description = str(prop.get("description", ""))
     for hint, pattern in _DATE_HINTS.items():
         if hint in description or (hint == "YYYY-MM-DD" and prop.get("format") == "date"):
-            prop.setdefault("pattern", pattern)
+            days, months = question_dates(query, today) if query is not None else ([], [])
+            if candidates := (days if hint == "YYYY-MM-DD" else months):
+                prop["enum"] = candidates
+            else:
+                prop.setdefault("pattern", pattern)
             return prop
     if query is not None and "pattern" not in prop and "format" not in prop:
         options = spans(query)
@@ -81,9 +91,11 @@ def _property_schema(prop: dict[str, Any], query: str | None) -> dict[str, Any]:
     return prop
 
 
-def extraction_schema(routine: Routine, names: list[str], query: str | None = None) -> dict[str, Any]:
+def extraction_schema(
+    routine: Routine, names: list[str], query: str | None = None, today: date | None = None
+) -> dict[str, Any]:
     props = ((routine.inputs or {}).get("properties") or {})
-    out = {name: _property_schema(dict(props.get(name) or {"type": "string"}), query) for name in names}
+    out = {name: _property_schema(dict(props.get(name) or {"type": "string"}), query, today) for name in names}
     return {"type": "object", "properties": out, "required": names, "additionalProperties": False}
 
 
@@ -112,12 +124,13 @@ def extraction_target(values: dict[str, Any], names: list[str]) -> str:
 
 
 async def extract_inputs(
-    routine: Routine, query: str, inputs: dict[str, Any], backend: Backend, *, required: bool = True
+    routine: Routine, query: str, inputs: dict[str, Any], backend: Backend, *, required: bool = True,
+    today: date | None = None,
 ) -> dict[str, Any]:
     """Fill the missing inputs from the question with the model. CallerError when it cannot, unless not
-    ``required`` (then ``inputs`` as they were)."""
+    ``required`` (then ``inputs`` as they were). ``today``: the year of dates written without one."""
     names = missing_inputs(routine, inputs)
-    schema = extraction_schema(routine, names, query)
+    schema = extraction_schema(routine, names, query, today)
     completion = await backend.complete(
         extraction_messages(routine, query, names), constraint=Constraint(json_schema=schema), max_tokens=200
     )

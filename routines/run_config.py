@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal, Protocol
 
 from routines.backends.base import ToolSpec
@@ -59,9 +60,20 @@ class ExecutorConfig:
     """Model mode: read the Routine's inputs from the question first (one constrained model call), so that
     its ``{{inputs.*}}`` bindings hold like every other binding. Off: the model writes those values itself.
     Hybrid and bound runs always need the inputs."""
+    today: str | None = None
+    """The reference date (``YYYY-MM-DD``) for reading dates a question writes without a year ("25 August");
+    default: the clock's. Scenarios with a fixed calendar set theirs (``scenario.json`` ``today``)."""
+
+    @property
+    def reference_date(self) -> date | None:
+        return date.fromisoformat(self.today) if self.today else None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "constrain", constrain_mode(self.constrain))
+        try:
+            self.reference_date  # noqa: B018 - checked once, here
+        except ValueError:
+            raise CallerError(f"today must be a date written YYYY-MM-DD; got {self.today!r}") from None
         if self.tools_in_prompt not in TOOLS_IN_PROMPT:
             raise CallerError(f"unknown tools_in_prompt {self.tools_in_prompt!r}; use routine or all")
 

@@ -69,6 +69,11 @@ class Scenario:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         return cls(name=manifest.get("name", path.name), root=path, manifest=manifest)
 
+    @property
+    def today(self) -> str | None:
+        """The scenario's fixed reference date (``YYYY-MM-DD``), when its data has one."""
+        return self.manifest.get("today")
+
     def routines(self) -> list[Routine]:
         folder = self.root / self.manifest.get("routines", "routines")
         if not folder.is_dir() and self.manifest.get("build"):  # a scenario generated at set-up time

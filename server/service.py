@@ -214,7 +214,7 @@ class RoutineService:
         config = ExecutorConfig(
             mode=run_mode, constrain=s.constrain, tools_in_prompt=s.tools_in_prompt,
             memory_threshold=s.memory_threshold, max_steps=s.max_steps,
-            max_retries=s.max_retries, tool_timeout=s.tool_timeout, extract_inputs=s.extract_inputs,
+            max_retries=s.max_retries, tool_timeout=s.tool_timeout, extract_inputs=s.extract_inputs, today=s.today,
         )
         executor = Executor(self.hub(), backend, config, self.runlog, variables=VariableMemory)
         result = await executor.run(routine, query, inputs=inputs, user_id=user_id, on_step=on_step)

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         True, description="Model mode: read the Routine's inputs from the question first (one model call), so "
         "its {{inputs.*}} bindings hold like the others; false: the model writes those values itself. Hybrid "
         "and bound runs always need the inputs.")
+    today: str | None = Field(
+        None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="Reference date (YYYY-MM-DD) for dates a "
+        "question writes without a year ('25 August'); unset: the clock's date.")
     tools_in_prompt: Literal["routine", "all"] = Field(
         "routine", description="Tools the executor's prompt lists: routine (the Routine's own) or all (every "
         "downstream tool, the paper's protocol, for comparisons).")

@@ -197,7 +197,8 @@ def register(app: typer.Typer) -> None:
                                 chosen, catalog, hub, run_backend, config=cfg, constrain=constrain,
                                 tools_in_prompt=tools_in_prompt,  # type: ignore[arg-type]
                                 concurrency=concurrency, max_retries=settings.max_retries,
-                                memory_threshold=settings.memory_threshold, max_tokens=max_tokens, progress=progress)
+                                memory_threshold=settings.memory_threshold, max_tokens=max_tokens,
+                                today=the_scenario.today, progress=progress)
                         record = e2e_record(cfg, tasks, model=name, constrained=label_setting,
                                             seconds=time.perf_counter() - started, meta=meta)
                         summary = f"success {100 * (record['rates']['success'] or 0):.1f}%"

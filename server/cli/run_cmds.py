@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
             tools_in_prompt=tools_in_prompt or settings.tools_in_prompt,  # type: ignore[arg-type]
             memory_threshold=settings.memory_threshold,
             max_steps=settings.max_steps, max_retries=settings.max_retries, tool_timeout=settings.tool_timeout,
-            extract_inputs=settings.extract_inputs,
+            extract_inputs=settings.extract_inputs, today=settings.today,
         )
 
         async def go() -> Any:

@@ -100,6 +100,8 @@ async def _demo(home: Path, question: str | None, user_id: str | None, mode: str
     env = {**os.environ, "ROUTINE_DATA_DIR": str(home), "ROUTINE_SERVERS_FILE": str(servers_file),
            "ROUTINE_EXECUTOR_BACKEND": Settings().executor_backend,  # the user's (environment or .env), else local
            "FASTMCP_LOG_LEVEL": "WARNING", "TQDM_DISABLE": "1"}
+    if scenario.today and "ROUTINE_TODAY" not in os.environ:  # the HR company's calendar: "June" is its June
+        env["ROUTINE_TODAY"] = scenario.today
     server_log = home / "server.log"
     transport = StdioTransport(command=sys.executable, args=["-m", "server", "serve"], env=env, log_file=server_log)
     _echo("2. Starting routine-mcp over stdio with the HR server as its downstream server")
