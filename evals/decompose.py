@@ -34,6 +34,7 @@ from routines.errors import CallerError
 from routines.executor import Executor, ExecutorConfig
 from routines.model import Routine
 from routines.prompt import PromptOptions, build_messages, build_system_prompt, seeded_order
+from routines.run_config import MemoryLayout
 from routines.trajectory import Call, Trajectory
 
 __all__ = ["Call", "Sample", "Trajectory", "TrajectorySet", "decompose", "load_trajectories", "select_queries"]
@@ -200,7 +201,7 @@ async def record_trajectories(
         if not result.ok:
             problems.append(f"{record.get('id')}: the bound run failed: {result.error}")
             continue
-        found = gold_differences(record, result.calls, tools, config.memory_threshold)
+        found = gold_differences(record, result.calls, tools, config.memory_threshold, nested=config.nested_memory)
         if found:
             problems.extend(f"{record.get('id')}: {line}" for line in found)
             continue
@@ -235,8 +236,10 @@ class TrajectorySet:
         return sum(len(t.calls) for t in self.trajectories)
 
 
-def fingerprint(gold: Sequence[Mapping[str, Any]], routines: Mapping[str, Routine], memory_threshold: int) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}:{memory_threshold}".encode())
+def fingerprint(gold: Sequence[Mapping[str, Any]], routines: Mapping[str, Routine], memory_threshold: int,
+                memory_layout: str = "fields") -> str:
+    layout = "" if memory_layout == "fields" else f":{memory_layout}"  # caches of the fields layout stay valid
+    h = hashlib.sha256(f"v{CACHE_VERSION}:{memory_threshold}{layout}".encode())
     for record in gold:
         h.update(json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
     for rid in sorted(routines):
@@ -285,6 +288,7 @@ async def load_trajectories(
     servers: Mapping[str, Any] | None = None,
     refresh: bool = False,
     memory_threshold: int = 256,
+    memory_layout: MemoryLayout = "fields",
     on_done: Callable[[], None] | None = None,
 ) -> TrajectorySet:
     """The cached trajectories of ``scenario`` (a ``routines.scenario.Scenario``) for ``split``, recorded
@@ -293,14 +297,14 @@ async def load_trajectories(
 
     gold = scenario.gold(split)
     routines = scenario.routine_map()
-    fp = fingerprint(gold, routines, memory_threshold)
+    fp = fingerprint(gold, routines, memory_threshold, memory_layout)
     path = cache_path(data_dir, scenario.name, split)
     cached = None if refresh else read_cache(path)
     if cached is not None and cached.fingerprint == fp:
         return cached
     async with ToolHub.from_config(servers or scenario.servers(data_dir)) as hub:
         tools = await hub.list_tools()
-        config = ExecutorConfig(mode="bound", memory_threshold=memory_threshold)
+        config = ExecutorConfig(mode="bound", memory_threshold=memory_threshold, memory_layout=memory_layout)
         trajectories, problems = await record_trajectories(gold, routines, hub, config=config, on_done=on_done)
     for line in problems:
         log.warning("trajectory left out: %s", line)

@@ -21,7 +21,7 @@ from routines.backends.base import Backend, ToolSpec
 from routines.backends.process import start_all
 from routines.calls import ToolCall
 from routines.executor import Executor, ExecutorConfig
-from routines.run_config import ConstrainMode, ToolsInPrompt, prompt_tools
+from routines.run_config import ConstrainMode, MemoryLayout, ToolsInPrompt, prompt_tools
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ async def run_end_to_end(
     concurrency: int = 4,
     max_retries: int = 2,
     memory_threshold: int = 256,
+    memory_layout: MemoryLayout = "fields",
     max_tokens: int = DEFAULT_MAX_TOKENS,
     today: str | None = None,
     progress: bool = True,
@@ -83,7 +84,7 @@ async def run_end_to_end(
     tools = await hub.list_tools()
     exec_config = ExecutorConfig(
         mode="model", constrain=constrain, tools_in_prompt=tools_in_prompt, prompt=config.options, max_retries=max_retries,
-        memory_threshold=memory_threshold, max_tokens=max_tokens, today=today,
+        memory_threshold=memory_threshold, memory_layout=memory_layout, max_tokens=max_tokens, today=today,
     )
     executor = Executor(hub, backend, exec_config, variables=VariableMemory)
     results: list[TaskResult | None] = [None] * len(trajectories)

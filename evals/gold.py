@@ -23,23 +23,23 @@ from routines.trajectory import Call
 
 
 def gold_differences(record: Mapping[str, Any], calls: Sequence[Call], tools: Sequence[ToolSpec], threshold: int,
-                     *, steps: bool = True) -> list[str]:
+                     *, steps: bool = True, nested: bool = False) -> list[str]:
     """How a run's ``calls`` differ from the gold ``record``'s (empty when they match), exactly (see
     :func:`mismatches`). A gold file without results (so without what a model would write) is compared with
     the arguments the tools got. ``steps``: also compare the step labels (not for a flattened variant, whose
     steps are renumbered)."""
     gold = list(record.get("calls") or [])
     if all("result" in g for g in gold):
-        return mismatches(written_gold(record, threshold), calls, tools, steps=steps, exact=True)
+        return mismatches(written_gold(record, threshold, nested=nested), calls, tools, steps=steps, exact=True)
     as_resolved = [Call(c.step, c.tool, dict(c.resolved_arguments or {}), c.observation) for c in calls]
     return mismatches(written_gold(record, None), as_resolved, tools, steps=steps, exact=True)
 
 
-def written_gold(record: Mapping[str, Any], threshold: int | None) -> list[Call]:
-    """A gold record's calls as a model writes them (``threshold``: the variable memory's; ``None`` keeps
-    them as the tools got them), with their step labels and free-text parameters."""
+def written_gold(record: Mapping[str, Any], threshold: int | None, *, nested: bool = False) -> list[Call]:
+    """A gold record's calls as a model writes them (``threshold``, ``nested``: the variable memory's;
+    ``None`` keeps them as the tools got them), with their step labels and free-text parameters."""
     gold = list(record.get("calls") or [])
-    written = gold if threshold is None else calls_as_written(gold, threshold)
+    written = gold if threshold is None else calls_as_written(gold, threshold, nested=nested)
     return [
         Call(step=str(g.get("step", "")), tool=g["name"], arguments=dict(w["arguments"] or {}), observation="",
              free_text=free_text_of(g))

@@ -71,8 +71,8 @@ class RunResult:
 
 
 StepCallback = Callable[[StepRecord], Awaitable[None] | None]
-VariablesFactory = Callable[[int], VariableStore]
-"""Makes one run's variable memory from the threshold (``memory.variables.VariableMemory``)."""
+VariablesFactory = Callable[..., VariableStore]
+"""Makes one run's variable memory: ``(threshold, nested=...)`` (``memory.variables.VariableMemory``)."""
 
 
 @dataclass
@@ -158,7 +158,7 @@ class Executor:
         run_id = self._start_log(routine, query, mode, sys_params, run_inputs)
         run = _Run(
             routine=routine, query=query, state=RunState(inputs=run_inputs, system=sys_params, steps={}),
-            memory=self.variables(self.config.memory_threshold), cursor=Cursor(routine), tools=tools,
+            memory=self.variables(self.config.memory_threshold, nested=self.config.nested_memory), cursor=Cursor(routine), tools=tools,
             prompt_tools=listed, system_prompt=self.system_prompt(routine, listed, sys_params), run_id=run_id,
         )
         error: str | None = None

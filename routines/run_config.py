@@ -25,6 +25,7 @@ MODES: tuple[str, ...] = ("model", "hybrid", "bound")
 ConstrainMode = Literal["none", "routine", "next"]
 CONSTRAIN_MODES: tuple[str, ...] = ("none", "routine", "next")
 ToolsInPrompt = Literal["routine", "all"]
+MemoryLayout = Literal["fields", "nested"]
 TOOLS_IN_PROMPT: tuple[str, ...] = ("routine", "all")
 
 
@@ -48,6 +49,9 @@ class ExecutorConfig:
     max_retries: int = 2
     """Bad calls fed back to the model for one step before the run fails."""
     memory_threshold: int = 256
+    memory_layout: MemoryLayout = "fields"
+    """How a long tool result is shown (``memory.variables.VariableMemory.nested``): ``fields`` (its short
+    top-level fields) or ``nested`` (its shape, to any depth; for deep results such as ComplexFuncBench's)."""
     prompt: PromptOptions = field(default_factory=PromptOptions)
     tools_in_prompt: ToolsInPrompt = "routine"
     """``routine``: the prompt lists the Routine's tools only; ``all``: every downstream tool (the paper's
@@ -65,6 +69,10 @@ class ExecutorConfig:
     default: the clock's. Scenarios with a fixed calendar set theirs (``scenario.json`` ``today``)."""
 
     @property
+    def nested_memory(self) -> bool:
+        return self.memory_layout == "nested"
+
+    @property
     def reference_date(self) -> date | None:
         return date.fromisoformat(self.today) if self.today else None
 
@@ -74,6 +82,8 @@ class ExecutorConfig:
             self.reference_date  # noqa: B018 - checked once, here
         except ValueError:
             raise CallerError(f"today must be a date written YYYY-MM-DD; got {self.today!r}") from None
+        if self.memory_layout not in ("fields", "nested"):
+            raise CallerError(f"unknown memory_layout {self.memory_layout!r}; use fields or nested")
         if self.tools_in_prompt not in TOOLS_IN_PROMPT:
             raise CallerError(f"unknown tools_in_prompt {self.tools_in_prompt!r}; use routine or all")
 

@@ -20,7 +20,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from routines.errors import CallerError
 from routines.model import Routine
@@ -73,6 +73,11 @@ class Scenario:
     def today(self) -> str | None:
         """The scenario's fixed reference date (``YYYY-MM-DD``), when its data has one."""
         return self.manifest.get("today")
+
+    @property
+    def memory_layout(self) -> Literal["fields", "nested"]:
+        """How the scenario's long tool results are shown to the model (``scenario.json`` ``memory``)."""
+        return "nested" if self.manifest.get("memory") == "nested" else "fields"
 
     def routines(self) -> list[Routine]:
         folder = self.root / self.manifest.get("routines", "routines")

@@ -213,7 +213,7 @@ class RoutineService:
         s = self.settings
         config = ExecutorConfig(
             mode=run_mode, constrain=s.constrain, tools_in_prompt=s.tools_in_prompt,
-            memory_threshold=s.memory_threshold, max_steps=s.max_steps,
+            memory_threshold=s.memory_threshold, memory_layout=s.memory_layout, max_steps=s.max_steps,
             max_retries=s.max_retries, tool_timeout=s.tool_timeout, extract_inputs=s.extract_inputs, today=s.today,
         )
         executor = Executor(self.hub(), backend, config, self.runlog, variables=VariableMemory)

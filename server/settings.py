@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         "question of that Routine (retrieval learns from use)."
     )
     memory_threshold: int = Field(256, description="Tool output values longer than this (characters) go to variable memory.")
+    memory_layout: Literal["fields", "nested"] = Field(
+        "fields", description="How a long tool result is shown to the model: fields (its short top-level fields, "
+        "a memory key for each long one) or nested (its shape to any depth, long strings and list tails behind "
+        "keys: for deeply nested results).")
     max_steps: int = Field(16, description="Most steps in one run.")
     max_retries: int = Field(2, description="Bad calls fed back to the model per step before a run fails.")
     tool_timeout: float = Field(30.0, description="Seconds a downstream tool call may take.")

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -190,12 +190,13 @@ def failure(result: RunResult, routine: Routine) -> str | None:
     return None
 
 
-def compare_to_gold(result: RunResult, gold: Mapping[str, Any], tools: Sequence[ToolSpec], threshold: int) -> str | None:
+def compare_to_gold(result: RunResult, gold: Mapping[str, Any], tools: Sequence[ToolSpec], threshold: int,
+                    *, nested: bool = False) -> str | None:
     """How a run differs from its gold trajectory, or None: the checker's verdict on every call, values
     equal as written (:mod:`evals.gold`, the one judge), then the same answer (unless a free-text parameter
     differed, which excuses a different answer). A call that copies a stored value instead of passing its
     ``memory_*`` key differs: training on it would teach copying."""
-    found = gold_differences(gold, result.calls, tools, threshold, steps=False)
+    found = gold_differences(gold, result.calls, tools, threshold, steps=False, nested=nested)
     if found:
         return "; ".join(found[:3]) + (f" (and {len(found) - 3} more)" if len(found) > 3 else "")
     loose = any(
@@ -271,7 +272,7 @@ async def distill_query(
     if reason is not None:
         return None, reason, False
     if gold is not None:
-        diff = compare_to_gold(result, gold, tools, config.memory_threshold)
+        diff = compare_to_gold(result, gold, tools, config.memory_threshold, nested=config.nested_memory)
         if diff:
             return None, f"differs from gold: {diff}", True
     return make_record(query, routine, order, result, options), None, gold is not None
@@ -304,7 +305,7 @@ async def distill(
     gold = _gold(scen, split) if options.check_gold else {}
     table = routine_table(routines if routines is not None else scen.routines(), options.flatten)
     mode: Literal["model", "hybrid", "bound"] = "bound" if teacher is None else options.teacher_mode
-    config = options.executor_config(mode)
+    config = replace(options.executor_config(mode), memory_layout=scen.memory_layout)  # the scenario's layout
     records: list[dict[str, Any]] = []
     dropped: list[dict[str, str]] = []
     checked = teacher_errors = 0

@@ -28,12 +28,12 @@ def _texts(value: Any) -> list[str]:
     return [json.dumps(value, ensure_ascii=False), json.dumps(value, ensure_ascii=False, separators=(",", ":"))]
 
 
-def memory_visibility(built: Sequence[Built], threshold: int = 256) -> dict[str, Any]:
+def memory_visibility(built: Sequence[Built], threshold: int = 256, nested: bool = False) -> dict[str, Any]:
     """Calls and values that need an earlier value the model never sees, and observation sizes."""
     calls = needing = hidden_calls = values = hidden_values = 0
     obs_chars: list[int] = []
     for b in built:
-        memory = VariableMemory(threshold=threshold)
+        memory = VariableMemory(threshold=threshold, nested=nested)
         seen: list[str] = []
         for call, binds in zip(b.calls, b.bindings, strict=True):
             calls += 1
@@ -51,9 +51,10 @@ def memory_visibility(built: Sequence[Built], threshold: int = 256) -> dict[str,
             text = observation_text(shown.key, shown.shown, shown.new_keys)
             seen.append(text)
             obs_chars.append(len(text))
-    return {"threshold": threshold, "calls": calls, "calls_taking_earlier_values": needing,
+    return {"threshold": threshold, "nested": nested, "calls": calls, "calls_taking_earlier_values": needing,
             "calls_with_hidden_value": hidden_calls, "values": values, "hidden_values": hidden_values,
-            "observation_chars_median": statistics.median(obs_chars), "observation_chars_max": max(obs_chars)}
+            "observation_chars_median": statistics.median(obs_chars),
+            "observation_chars_p95": sorted(obs_chars)[int(0.95 * (len(obs_chars) - 1))], "observation_chars_max": max(obs_chars)}
 
 
 def routine_lengths(built: Sequence[Built], count: Callable[[str], int] | None) -> dict[str, Any]:
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scenarios.cfb.stats", description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", action="store_true", help="count SmolLM2 tokens of the rendered Routines")
     parser.add_argument("--threshold", type=int, default=256, help="variable memory threshold (default 256)")
+    parser.add_argument("--nested", action="store_true", help="variable memory that keeps a result's shape")
     args = parser.parse_args(argv)
     samples = load_samples()
     schemas = {t["name"]: t["inputSchema"] for t in tool_schemas(samples)}
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.lengths import smollm2_counter
 
         count = smollm2_counter()
-    print(json.dumps({"memory": memory_visibility(built, args.threshold), "routines": routine_lengths(built, count)},
+    print(json.dumps({"memory": memory_visibility(built, args.threshold, args.nested), "routines": routine_lengths(built, count)},
                      indent=1))
     return 0
 

@@ -160,7 +160,8 @@ def register(app: typer.Typer) -> None:
 
         async def go() -> None:
             tset: TrajectorySet = await load_trajectories(
-                the_scenario, split, home, refresh=refresh, memory_threshold=settings.memory_threshold
+                the_scenario, split, home, refresh=refresh, memory_threshold=settings.memory_threshold,
+                memory_layout=the_scenario.memory_layout,
             )
             if tset.problems:
                 typer.echo(f"warning: {len(tset.problems)} gold queries did not reproduce and are left out "
@@ -198,7 +199,8 @@ def register(app: typer.Typer) -> None:
                                 tools_in_prompt=tools_in_prompt,  # type: ignore[arg-type]
                                 concurrency=concurrency, max_retries=settings.max_retries,
                                 memory_threshold=settings.memory_threshold, max_tokens=max_tokens,
-                                today=the_scenario.today, progress=progress)
+                                memory_layout=the_scenario.memory_layout, today=the_scenario.today,
+                                progress=progress)
                         record = e2e_record(cfg, tasks, model=name, constrained=label_setting,
                                             seconds=time.perf_counter() - started, meta=meta)
                         summary = f"success {100 * (record['rates']['success'] or 0):.1f}%"

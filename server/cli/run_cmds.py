@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         config = ExecutorConfig(
             mode=run_mode, constrain=constrain or settings.constrain,  # type: ignore[arg-type]
             tools_in_prompt=tools_in_prompt or settings.tools_in_prompt,  # type: ignore[arg-type]
-            memory_threshold=settings.memory_threshold,
+            memory_threshold=settings.memory_threshold, memory_layout=settings.memory_layout,
             max_steps=settings.max_steps, max_retries=settings.max_retries, tool_timeout=settings.tool_timeout,
             extract_inputs=settings.extract_inputs, today=settings.today,
         )

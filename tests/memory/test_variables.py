@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory.variables import VariableMemory, calls_as_written
+from memory.variables import NESTED_BUDGET, VariableMemory, calls_as_written
 
 MEMBERS = [f"Member {i:02d}" for i in range(40)]
 LIST_PARAM = {"type": "array", "items": {"type": "string"}}
@@ -225,3 +225,31 @@ def test_what_the_model_sees_resolves_back_to_the_tool_output(result: dict[str, 
     shown = memory.compress(result, hint="tool")
     assert memory.resolve(shown) == result
     assert memory.resolve(memory.encode(result)) == result
+
+
+# ---- the nested layout: a deep result keeps its shape ------------------------------------------------
+HOTELS = {"status": True, "data": {"hotels": [
+    {"hotel_id": 1000 + i, "name": f"Hotel {i}", "description": "A quiet place near the river. " * 20,
+     "property": {"checkinDate": "2024-11-05", "latitude": 48.2 + i, "photoUrls": [f"https://img/{i}/{k}.jpg" for k in range(12)]}}
+    for i in range(8)]}}
+
+
+def test_the_nested_layout_keeps_ids_deep_inside_a_result_visible() -> None:
+    memory = VariableMemory(threshold=256, nested=True)
+    seen = memory.observe(HOTELS, hint="search_hotels")
+    text = json.dumps(seen.shown)
+    first = seen.shown["data"]["hotels"][0]
+    assert first["hotel_id"] == 1000 and first["property"]["checkinDate"] == "2024-11-05"  # the first item, deep
+    assert all(f'"hotel_id": {1000 + i}' in text for i in range(4))  # later items by their short fields
+    assert memory.values[first["description"]].startswith("A quiet place")  # long strings behind keys
+    marker = seen.shown["data"]["hotels"][-1]
+    assert isinstance(marker, str) and "memory_hotels has all 8" in marker
+    assert memory.resolve("memory_hotels") == HOTELS["data"]["hotels"]  # the whole list by its key
+    assert len(text) <= 256 * NESTED_BUDGET
+    assert set(seen.new_keys) == {k for k in memory.values if k in text}  # only the keys the model is shown
+
+
+def test_the_nested_layout_leaves_short_results_and_the_fields_layout_alone() -> None:
+    assert VariableMemory(threshold=256, nested=True).observe({"id": 7}, hint="t").shown == {"id": 7}
+    fields = VariableMemory(threshold=256).observe(HOTELS, hint="search_hotels").shown
+    assert fields == {"status": True, "data": "memory_data"}  # the default: a long field behind its key
