@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
     def demo(
         question: Annotated[str | None, typer.Option(help="Ask this instead of the sample question.")] = None,
         user_id: Annotated[str | None, typer.Option("--user-id", help="The asking user (with --question).")] = None,
-        mode: Annotated[str, typer.Option(help="model, hybrid or bound.")] = "hybrid",
+        mode: Annotated[str, typer.Option(help="model (the trained executor makes every call), hybrid or bound.")] = "model",
         data_dir: Annotated[Path | None, typer.Option(help="Where the demo keeps its data (default: the data "
                                                       "directory, $ROUTINE_DATA_DIR or ~/.routine).")] = None,
     ) -> None:
