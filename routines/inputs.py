@@ -94,9 +94,35 @@ def _property_schema(prop: dict[str, Any], query: str | None, today: date | None
 def extraction_schema(
     routine: Routine, names: list[str], query: str | None = None, today: date | None = None
 ) -> dict[str, Any]:
+    """The JSON schema of one extraction reply: every name, each a value its schema allows (pinned to the
+    question's spans and dates with ``query``) or ``null``, "the question does not say"."""
     props = ((routine.inputs or {}).get("properties") or {})
-    out = {name: _property_schema(dict(props.get(name) or {"type": "string"}), query, today) for name in names}
+    out = {name: {"anyOf": [_property_schema(dict(props.get(name) or {"type": "string"}), query, today), {"type": "null"}]}
+           for name in names}
     return {"type": "object", "properties": out, "required": names, "additionalProperties": False}
+
+
+def readable_inputs(
+    routine: Routine, query: str, inputs: dict[str, Any], names: list[str], today: date | None = None
+) -> dict[str, Any]:
+    """``inputs`` as a reading of ``query`` can give them (what the trainer teaches): a value the question
+    writes in other letter case as the question writes it, and a value it does not write at all (the
+    requester's own name in "What is my salary?", a date it never mentions) as None."""
+    props = extraction_schema(routine, names, query, today)["properties"]
+    out: dict[str, Any] = {}
+    for name in names:
+        value, allowed = inputs.get(name), props[name]["anyOf"][0]
+        options = allowed.get("enum")
+        if options is not None and value not in options and isinstance(value, str):
+            value = next((o for o in options if isinstance(o, str) and o.casefold() == value.casefold()), None)
+        if allowed.get("pattern") in _DATE_HINTS.values():  # a date the question does not write
+            value = None
+        try:
+            jsonschema.validate(value, allowed)
+        except jsonschema.ValidationError:
+            value = None
+        out[name] = value
+    return out
 
 
 def _first_object(text: str) -> Any:
@@ -127,8 +153,10 @@ async def extract_inputs(
     routine: Routine, query: str, inputs: dict[str, Any], backend: Backend, *, required: bool = True,
     today: date | None = None,
 ) -> dict[str, Any]:
-    """Fill the missing inputs from the question with the model. CallerError when it cannot, unless not
-    ``required`` (then ``inputs`` as they were). ``today``: the year of dates written without one."""
+    """Fill the missing inputs from the question with the model. An input the model reads as ``null`` (the
+    question does not say) stays missing: a hybrid or model run leaves the steps that need it to the model.
+    CallerError when the reply does not fit, unless not ``required`` (then ``inputs`` as they were).
+    ``today``: the year of dates written without one."""
     names = missing_inputs(routine, inputs)
     schema = extraction_schema(routine, names, query, today)
     completion = await backend.complete(
@@ -144,4 +172,7 @@ async def extract_inputs(
         raise CallerError(
             f"could not read {', '.join(names)} from the question ({exc}); pass them as inputs"
         ) from None
-    return {**inputs, **{n: found[n] for n in names}}
+    unsaid = [n for n in names if found[n] is None]
+    if unsaid:
+        log.info("the question does not say %s; the run leaves it to the model", ", ".join(unsaid))
+    return {**inputs, **{n: found[n] for n in names if found[n] is not None}}

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from routines.backends.base import Message
 from routines.backends.chat import encode_prompt, encode_target
-from routines.inputs import extraction_messages, extraction_target, missing_inputs
+from routines.inputs import extraction_messages, extraction_target, missing_inputs, readable_inputs
 from routines.model import Routine
 from trainer.errors import SequenceError
 from trainer.sharegpt import Conversation
@@ -67,10 +68,11 @@ def conversation_sequence(tokenizer: Any, conv: Conversation) -> TrainSequence:
 
 
 def extraction_sequences(
-    tokenizer: Any, queries: Iterable[Mapping[str, Any]], routines: Mapping[str, Routine]
+    tokenizer: Any, queries: Iterable[Mapping[str, Any]], routines: Mapping[str, Routine], today: date | None = None
 ) -> list[TrainSequence]:
-    """One sequence per query whose Routine has inputs: the extraction prompt hybrid mode sends
-    (:func:`routines.inputs.extraction_messages`) and the known inputs as the reply."""
+    """One sequence per query whose Routine has inputs: the extraction prompt the executor sends
+    (:func:`routines.inputs.extraction_messages`) and the known inputs as the reply, as the question can give
+    them (:func:`routines.inputs.readable_inputs`: ``null`` for a value it does not write)."""
     out = []
     for query in queries:
         routine = routines.get(str(query.get("routine_id")))
@@ -81,5 +83,6 @@ def extraction_sequences(
         if not names or any(n not in inputs for n in names):
             continue
         messages = extraction_messages(routine, str(query["query"]), names)
-        out.append(build_sequence(tokenizer, f"extract:{query.get('id')}", [(messages, extraction_target(inputs, names))]))
+        readable = readable_inputs(routine, str(query["query"]), inputs, names, today)
+        out.append(build_sequence(tokenizer, f"extract:{query.get('id')}", [(messages, extraction_target(readable, names))]))
     return out

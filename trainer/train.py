@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,8 @@ def load_sequences(config: TrainConfig, tokenizer: Any) -> list[TrainSequence]:
         from routines.scenario import Scenario
 
         scenario = Scenario.load(config.extraction)
-        sequences += extraction_sequences(tokenizer, scenario.queries(config.extraction_split), scenario.routine_map())
+        today = date.fromisoformat(scenario.today) if scenario.today else None
+        sequences += extraction_sequences(tokenizer, scenario.queries(config.extraction_split), scenario.routine_map(), today)
     if not sequences:
         raise CallerError("no training data: pass --data with a distilled dataset (routine distill) or --extraction")
     too_long = [s.id for s in sequences if len(s) > config.max_len]

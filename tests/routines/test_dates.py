@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from routines.dates import question_dates
-from routines.inputs import extraction_schema, spans
+from routines.inputs import extraction_schema, readable_inputs, spans
 from routines.model import Routine
 
 TODAY = date(2026, 6, 30)
@@ -46,14 +46,23 @@ LEAVE = Routine.from_data({
 def test_a_date_input_can_only_be_a_date_the_question_writes() -> None:
     schema = extraction_schema(LEAVE, ["employee_name", "start_date", "month"],
                                "Can Marie Luo's holiday start on 13 July?", TODAY)
-    props = schema["properties"]
+    props = {name: prop["anyOf"][0] for name, prop in schema["properties"].items()}  # [1]: null, "not said"
     assert props["start_date"]["enum"] == ["2026-07-13"]
     assert props["month"]["enum"] == ["2026-07"]
     assert "Marie Luo" in props["employee_name"]["enum"] and "Marie Luo's" not in props["employee_name"]["enum"]
-    bare = extraction_schema(LEAVE, ["start_date"], "Can she start soon?", TODAY)["properties"]["start_date"]
+    bare = extraction_schema(LEAVE, ["start_date"], "Can she start soon?", TODAY)["properties"]["start_date"]["anyOf"][0]
     assert "enum" not in bare and bare["pattern"].startswith("^[0-9]{4}-(0[1-9]|1[0-2])-")
 
 
 def test_possessives_give_the_name_they_belong_to() -> None:
     assert "Channel Partners" in spans("I need Channel Partners's attendance")
     assert "Marie Luo" in spans("Marie Luo’s leave")
+
+
+def test_the_trainer_teaches_null_for_a_value_the_question_does_not_write() -> None:
+    inputs = {"employee_name": "Olivia Bonnet", "start_date": "2026-07-13", "month": "2026-07"}
+    names = list(inputs)
+    assert readable_inputs(LEAVE, "Can olivia bonnet start on 13 July?", inputs, names, TODAY) == {
+        "employee_name": "olivia bonnet", "start_date": "2026-07-13", "month": "2026-07"}  # as the question writes it
+    assert readable_inputs(LEAVE, "Can I start my leave on 13 July?", inputs, names, TODAY)["employee_name"] is None
+    assert readable_inputs(LEAVE, "Can Olivia Bonnet start soon?", inputs, names, TODAY)["start_date"] is None

@@ -142,8 +142,19 @@ async def test_inputs_missing_in_hybrid_mode_are_extracted_by_the_model_under_th
     constraint = executor.backend.constraints[0]  # type: ignore[union-attr]
     assert constraint is not None and constraint.json_schema is not None
     assert constraint.json_schema["required"] == ["employee_name"]
-    prop = constraint.json_schema["properties"]["employee_name"]
+    prop, unsaid = constraint.json_schema["properties"]["employee_name"]["anyOf"]
     assert "Alan" in prop.get("enum", ["Alan"]) and ("enum" in prop or prop.get("maxLength", 0) > 0)  # bounded
+    assert unsaid == {"type": "null"}
+
+
+async def test_an_input_the_question_does_not_say_is_left_to_the_model(hub: ToolHub, calls: Calls) -> None:
+    """"What do I earn?": no name to read, so the reading says null and the step that needs it is the model's."""
+    executor = _executor(hub, ['{"employee_name": null}', {"name": "search_employee", "arguments": {"name": "Ada"}}])
+    result = await executor.run(SALARY, "What do I earn?", user_id="u-hr", mode="hybrid")
+    assert result.ok, result.error
+    assert result.inputs == {}
+    assert [c.source for c in result.calls][:3] == ["bound", "model", "bound"]
+    assert ("search_employee", {"name": "Ada"}) in calls
 
 
 async def test_an_extraction_that_does_not_fit_the_schema_asks_the_caller_for_the_inputs(hub: ToolHub) -> None:
