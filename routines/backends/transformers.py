@@ -50,6 +50,18 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STOP_TEXT = "</tool_call>"
 DECODE_ROOM = 64
 """Tokens per row a group's cache is first sized for beyond its longest prompt (a tool call is ~50)."""
+KEPT_PREFIXES = 4
+MIN_SHARED = 64
+"""KV caches kept between calls. One was not enough once model mode read the inputs first: the extraction
+prompt replaced the run's cached system prompt before every run (first call 5.7 s instead of well under 1 s)."""
+
+
+@dataclass(eq=False)
+class _Kept:
+    """One kept KV cache and the token ids it holds."""
+
+    cache: KVCache | None = None
+    ids: list[int] = field(default_factory=list)
 
 
 def default_model_path() -> Path:
@@ -228,8 +240,8 @@ class TransformersBackend(BaseBackend):
         self.max_batch = max_batch
         self.dtype = dtype
         self._loaded: LoadedModel | None = None
-        self._prefix: KVCache | None = None
-        self._prefix_ids: list[int] = []
+        self._kept: list[_Kept] = []
+        """Kept KV caches, least recently used first (:data:`KEPT_PREFIXES` at most)."""
 
     @property
     def loaded(self) -> LoadedModel:
@@ -259,7 +271,7 @@ class TransformersBackend(BaseBackend):
         )
 
     async def aclose(self) -> None:
-        self._prefix, self._prefix_ids = None, []
+        self._kept = []
 
     def generate(
         self,
@@ -315,11 +327,12 @@ class TransformersBackend(BaseBackend):
         if self.prefix_reuse:
             shortest = min(len(r.ids) for r in group)
             shared_len = min([common_prefix(group[0].ids, r.ids) for r in group] + [shortest - 1])
-        cached = self._take_prefix(dec, group[0].ids[:shared_len]) if shared_len else 0
+        slot = self._pick(group[0].ids)
+        cached = self._take_prefix(dec, slot, group[0].ids[:shared_len]) if shared_len else 0
         run = GroupDecoder(
             dec,
             group,
-            shared=self._prefix if shared_len else None,
+            shared=slot.cache if shared_len else None,
             shared_len=shared_len,
             slots=self.max_batch,
             # Room for the answers, but not max_tokens each: a decode step reads the whole capacity (the
@@ -333,30 +346,42 @@ class TransformersBackend(BaseBackend):
         run.run()
         group[0].reused += cached - shared_len  # the first row also reused the previous call's prefix
         if len(group) == 1 and self.prefix_reuse:
-            self._keep_conversation(dec, group[0], run.cache, shared_len)
+            self._keep_conversation(dec, slot, group[0], run.cache, shared_len)
         batch = min(len(group), self.max_batch)
         return [self._completion(lm, row, batch, constraint, row.finished_at - started) for row in group]
 
-    def _take_prefix(self, dec: Decoder, ids: list[int]) -> int:
-        """Make the kept cache hold exactly ``ids``, prefilling only past the common prefix; tokens reused."""
-        if self._prefix is None:
-            self._prefix, self._prefix_ids = dec.new_cache(1, len(ids)), []
-        keep = common_prefix(self._prefix_ids, ids)
-        self._prefix.lengths[0] = keep
-        self._prefix_ids = ids[:keep]
+    def _pick(self, ids: list[int]) -> _Kept:
+        """The kept cache sharing the longest prefix with ``ids``; when none shares :data:`MIN_SHARED` tokens (a
+        chat template's opening is shared by all), a new one or the least recently used. Several are kept so that interleaved conversations (a run's input extraction, then its
+        calls; the next run of the same Routine) each find their own prefix."""
+        best = max(self._kept, key=lambda k: common_prefix(k.ids, ids), default=None)
+        if best is None or common_prefix(best.ids, ids) < MIN_SHARED:
+            best = _Kept() if len(self._kept) < KEPT_PREFIXES else self._kept[0]
+        if best in self._kept:
+            self._kept.remove(best)
+        self._kept.append(best)
+        return best
+
+    def _take_prefix(self, dec: Decoder, slot: _Kept, ids: list[int]) -> int:
+        """Make ``slot`` hold exactly ``ids``, prefilling only past the common prefix; tokens reused."""
+        if slot.cache is None:
+            slot.cache, slot.ids = dec.new_cache(1, len(ids)), []
+        keep = common_prefix(slot.ids, ids)
+        slot.cache.lengths[0] = keep
+        slot.ids = ids[:keep]
         if keep < len(ids):
-            dec.prefill(ids[keep:], self._prefix, logits=False)
-            self._prefix_ids = list(ids)
+            dec.prefill(ids[keep:], slot.cache, logits=False)
+            slot.ids = list(ids)
         return keep
 
-    def _keep_conversation(self, dec: Decoder, row: Row, cache: KVCache, shared_len: int) -> None:
+    def _keep_conversation(self, dec: Decoder, slot: _Kept, row: Row, cache: KVCache, shared_len: int) -> None:
         """After a single request, keep prompt + answer cached: the next step of the run starts with both."""
         fed = (row.ids[shared_len:] + row.out)[: cache.length(0)]
-        if self._prefix is None:
-            self._prefix, self._prefix_ids = dec.new_cache(1, cache.length(0)), []
-        self._prefix.lengths[0] = shared_len
-        self._prefix.append_row(cache, 0)
-        self._prefix_ids = row.ids[:shared_len] + fed
+        if slot.cache is None:
+            slot.cache, slot.ids = dec.new_cache(1, cache.length(0)), []
+        slot.cache.lengths[0] = shared_len
+        slot.cache.append_row(cache, 0)
+        slot.ids = row.ids[:shared_len] + fed
 
     def _completion(
         self, lm: LoadedModel, row: Row, batch: int, constraint: Constraint | None, latency: float

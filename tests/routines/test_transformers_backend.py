@@ -260,6 +260,24 @@ def test_prefix_reuse_gives_the_same_text_as_a_fresh_run(backend: Any) -> None:
 
 
 @pytest.mark.model
+def test_a_conversation_in_between_keeps_the_runs_prefix(backend: Any) -> None:
+    """Model mode reads the inputs (another prompt) before a run's first call: the run's next step still
+    finds its own prefix, and the same text comes out."""
+    from routines.backends.base import Message
+
+    step1 = conversation(QUERIES[0])
+    step2 = conversation(
+        QUERIES[0], (call_text("search_employee", {"name": "Ada Lovelace"}), '{"employee_id": "E7"}')
+    )
+    backend.generate([step1], max_tokens=24)
+    backend.generate([[Message("system", "Extract the values."), Message("user", QUERIES[1])]], max_tokens=8)
+    second = backend.generate([step2], max_tokens=24)[0]
+    assert second.meta["reused_prompt_tokens"] > 100
+    fresh = type(backend)(prefix_reuse=False).generate([step2], max_tokens=24)[0]
+    assert second.text == fresh.text
+
+
+@pytest.mark.model
 @pytest.mark.anyio
 async def test_batch_equals_one_by_one(backend: Any) -> None:
     from routines.backends.transformers import TransformersBackend
