@@ -3,9 +3,9 @@
 Greedy decoding over a small KV-cache decoder written against the model's own modules (so a merged LoRA
 is simply part of the weights). Two things make evaluation fast enough (design 5 and 8):
 
-- **prefix reuse**: the backend keeps the KV cache of its last prompt. Successive steps of one run share
-  the system prompt and earlier turns, so only the tokens after the longest common token prefix are
-  prefilled.
+- **prefix reuse**: the backend keeps the KV caches of its recent prompts (:mod:`routines.backends.kept`).
+  Successive steps of one run share the system prompt and earlier turns, and runs of one Routine share the
+  system prompt up to the user, so only the tokens after the longest common token prefix are prefilled.
 - **batching with a shared prefix**: :meth:`TransformersBackend.complete_batch` sorts conversations by
   their tokens, cuts them into groups, prefills each group's common prefix once and decodes the group
   ``max_batch`` rows at a time, a finished row's slot taking the next waiting conversation
@@ -42,6 +42,8 @@ from routines.backends.base import BaseBackend, Completion, Constraint, Message
 from routines.backends.batching import GroupDecoder, Row
 from routines.backends.chat import chat_messages, encode_prompt  # noqa: F401 - chat_messages is public here too
 from routines.backends.decoder import Decoder, KVCache, common_prefix
+from routines.backends.kept import Kept as _Kept
+from routines.backends.kept import pick_kept
 from routines.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -50,18 +52,6 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STOP_TEXT = "</tool_call>"
 DECODE_ROOM = 64
 """Tokens per row a group's cache is first sized for beyond its longest prompt (a tool call is ~50)."""
-KEPT_PREFIXES = 4
-MIN_SHARED = 64
-"""KV caches kept between calls. One was not enough once model mode read the inputs first: the extraction
-prompt replaced the run's cached system prompt before every run (first call 5.7 s instead of well under 1 s)."""
-
-
-@dataclass(eq=False)
-class _Kept:
-    """One kept KV cache and the token ids it holds."""
-
-    cache: KVCache | None = None
-    ids: list[int] = field(default_factory=list)
 
 
 def default_model_path() -> Path:
@@ -327,7 +317,7 @@ class TransformersBackend(BaseBackend):
         if self.prefix_reuse:
             shortest = min(len(r.ids) for r in group)
             shared_len = min([common_prefix(group[0].ids, r.ids) for r in group] + [shortest - 1])
-        slot = self._pick(group[0].ids)
+        slot = pick_kept(self._kept, group[0].ids)
         cached = self._take_prefix(dec, slot, group[0].ids[:shared_len]) if shared_len else 0
         run = GroupDecoder(
             dec,
@@ -349,18 +339,6 @@ class TransformersBackend(BaseBackend):
             self._keep_conversation(dec, slot, group[0], run.cache, shared_len)
         batch = min(len(group), self.max_batch)
         return [self._completion(lm, row, batch, constraint, row.finished_at - started) for row in group]
-
-    def _pick(self, ids: list[int]) -> _Kept:
-        """The kept cache sharing the longest prefix with ``ids``; when none shares :data:`MIN_SHARED` tokens (a
-        chat template's opening is shared by all), a new one or the least recently used. Several are kept so that interleaved conversations (a run's input extraction, then its
-        calls; the next run of the same Routine) each find their own prefix."""
-        best = max(self._kept, key=lambda k: common_prefix(k.ids, ids), default=None)
-        if best is None or common_prefix(best.ids, ids) < MIN_SHARED:
-            best = _Kept() if len(self._kept) < KEPT_PREFIXES else self._kept[0]
-        if best in self._kept:
-            self._kept.remove(best)
-        self._kept.append(best)
-        return best
 
     def _take_prefix(self, dec: Decoder, slot: _Kept, ids: list[int]) -> int:
         """Make ``slot`` hold exactly ``ids``, prefilling only past the common prefix; tokens reused."""
