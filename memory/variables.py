@@ -104,6 +104,7 @@ class VariableMemory:
             named = set(_keys_in(shown))
             for k in [k for k in added if k not in named and k != key]:
                 del self.values[k]
+                self._previews.pop(k, None)
             added = [k for k in added if k in named]
         return Observation(key, shown, {k: self.preview(k) for k in added})
 
@@ -139,11 +140,11 @@ class VariableMemory:
 
     def _shape(self, value: Any, hint: str, budget: int) -> Any:
         """``value`` with its shape kept, in about ``budget`` characters. A long string (over the threshold)
-        becomes its key wherever it is. A
-        long list shows its first item (shaped in half the budget), then as many of the next as fit, objects
-        by their short plain fields (ids, names, prices: what a later call picks by), and a marker naming
-        the key of the whole list. An object shapes each field; while it is over budget its
-        largest field is shaped again in half the room (a list or object) or put behind its key."""
+        becomes its key wherever it is. A long list shows its first item (shaped in half the budget), then as
+        many of the next as fit, objects by their short plain fields (ids, names, prices: what a later call
+        picks by), and a marker naming the key of the whole list. An object shapes each field; while it is
+        over budget its largest field is shaped again in half the room (a list or object) or put behind its
+        key."""
         if not self.is_long(value):
             return value
         if not isinstance(value, (list, Mapping)):
@@ -162,19 +163,18 @@ class VariableMemory:
             if len(shown) < len(value) or short:
                 shown.append(f"... {key} has all {len(value)}" + (" (after the first: short fields only)" if short else ""))
             return shown
-        if isinstance(value, Mapping):
-            out = {name: self._shape(field_value, str(name), budget) for name, field_value in value.items()}
-            while len(_json(out)) > budget:
-                size, name = max(((len(_json(v)), name) for name, v in out.items() if not _is_key(v, self)),
-                                 default=(0, None))
-                if size <= _MIN_KEYED:
-                    break
-                smaller = self._shape(value[name], str(name), size // 2) if isinstance(out[name], (list, Mapping)) else None
-                if smaller is not None and len(_json(smaller)) < size:
-                    out[name] = smaller
-                else:
-                    out[name] = self.put(value[name], str(name))
-            return out
+        out = {name: self._shape(field_value, str(name), budget) for name, field_value in value.items()}
+        while len(_json(out)) > budget:
+            size, name = max(((len(_json(v)), name) for name, v in out.items() if not _is_key(v, self)),
+                             default=(0, None))
+            if size <= _MIN_KEYED:
+                break
+            smaller = self._shape(value[name], str(name), size // 2) if isinstance(out[name], (list, Mapping)) else None
+            if smaller is not None and len(_json(smaller)) < size:
+                out[name] = smaller
+            else:
+                out[name] = self.put(value[name], str(name))
+        return out
 
     # ---- what the model sees ----------------------------------------------------------------------
     def preview(self, key: str) -> str:

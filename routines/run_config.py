@@ -25,8 +25,8 @@ MODES: tuple[str, ...] = ("model", "hybrid", "bound")
 ConstrainMode = Literal["none", "routine", "next"]
 CONSTRAIN_MODES: tuple[str, ...] = ("none", "routine", "next")
 ToolsInPrompt = Literal["routine", "all"]
-MemoryLayout = Literal["fields", "nested"]
 TOOLS_IN_PROMPT: tuple[str, ...] = ("routine", "all")
+MemoryLayout = Literal["fields", "nested"]
 
 
 def constrain_mode(value: str | bool | None) -> ConstrainMode:

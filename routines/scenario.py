@@ -77,7 +77,10 @@ class Scenario:
     @property
     def memory_layout(self) -> Literal["fields", "nested"]:
         """How the scenario's long tool results are shown to the model (``scenario.json`` ``memory``)."""
-        return "nested" if self.manifest.get("memory") == "nested" else "fields"
+        layout = self.manifest.get("memory", "fields")
+        if layout not in ("fields", "nested"):
+            raise CallerError(f"scenario {self.name}: 'memory' is {layout!r} in scenario.json; use fields or nested")
+        return layout  # type: ignore[no-any-return]
 
     def routines(self) -> list[Routine]:
         folder = self.root / self.manifest.get("routines", "routines")

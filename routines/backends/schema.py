@@ -94,8 +94,8 @@ def pin_arguments(tool: ToolSpec, values: Mapping[str, Any]) -> ToolSpec:
     params = dict(tool.parameters or {"type": "object", "properties": {}})
     properties = dict(params.get("properties") or {})
     for name, value in values.items():
-        described = {"description": properties[name]["description"]} if isinstance(properties.get(name), Mapping) \
-            and "description" in properties[name] else {}
+        declared = properties.get(name)
+        described = {"description": declared["description"]} if isinstance(declared, Mapping) and "description" in declared else {}
         properties[name] = {**described, "const": value}
     params["properties"] = properties
     params["required"] = list(dict.fromkeys([*params.get("required", []), *values]))
