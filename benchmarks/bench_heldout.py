@@ -98,6 +98,8 @@ def build(setup: str, workdir: Path, train_queries: Path) -> tuple[Any, Any, dic
     level = SETUPS.index(setup)
     if level >= 1:
         info["examples"] = store.import_examples(train_queries).added
+        if (DATA / "examples.jsonl").exists():  # the questions a deployer wrote per Routine
+            info["examples"] += store.import_examples(DATA / "examples.jsonl").added
     if level >= 2:
         info["negatives"] = store.import_negatives(DATA / "negatives_train.jsonl").added
     embedder = Embedder()

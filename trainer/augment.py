@@ -31,6 +31,7 @@ ANY = "*"
 """The template key of phrasings that are all interchangeable within their group."""
 
 PhrasingSets = dict[tuple[str, str], list[str]]
+DEFAULT_TEMPLATES = "data/query_templates.json"
 
 
 def group_of(query: Mapping[str, Any]) -> str:
@@ -155,3 +156,10 @@ def augment(
             copy["phrasing" if "phrasing" in q else "template"] = phrasing
             extra.append(copy)
     return extra, without
+
+
+def scenario_templates(scenario: Any) -> PhrasingSets | None:
+    """A :class:`routines.scenario.Scenario`'s templates file: ``scenario.json``'s ``templates``, else
+    ``data/query_templates.json``; None when it has none."""
+    path = scenario.root / scenario.manifest.get("templates", DEFAULT_TEMPLATES)
+    return load_template_file(path) if path.exists() else None

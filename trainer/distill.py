@@ -39,14 +39,13 @@ from routines.model import Routine
 from routines.prompt import PromptOptions, build_system_prompt, seeded_order
 from routines.run_config import prompt_tools
 from routines.scenario import Scenario
-from trainer.augment import PhrasingSets, augment, load_template_file
+from trainer.augment import augment, scenario_templates
 from trainer.errors import TeacherUnavailable
 from trainer.lengths import dataset_lengths
 from trainer.sharegpt import build_record, write_dataset
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATES = "data/query_templates.json"
 MAX_TEACHER_ERRORS = 5
 """Consecutive queries on which the teacher's endpoint fails before distillation stops."""
 Progress = Callable[[int, int, str], Awaitable[None] | None]
@@ -226,12 +225,6 @@ def make_record(query: Mapping[str, Any], routine: Routine, order: Sequence[Tool
     )
 
 
-def _templates(scenario: Scenario) -> PhrasingSets | None:
-    """The scenario's templates file: ``scenario.json``'s ``templates``, else ``data/query_templates.json``."""
-    path = scenario.root / scenario.manifest.get("templates", DEFAULT_TEMPLATES)
-    return load_template_file(path) if path.exists() else None
-
-
 def _gold(scenario: Scenario, split: str) -> dict[str, dict[str, Any]]:
     try:
         return {str(g["id"]): g for g in scenario.gold(split)}
@@ -300,7 +293,7 @@ async def distill(
     todo = list(queries) if queries is not None else scen.queries(split)
     if options.limit is not None:
         todo = todo[: options.limit]
-    extra, without = augment(todo, options.augment, seed=options.seed, templates=_templates(scen))
+    extra, without = augment(todo, options.augment, seed=options.seed, templates=scenario_templates(scen))
     todo += extra
     gold = _gold(scen, split) if options.check_gold else {}
     table = routine_table(routines if routines is not None else scen.routines(), options.flatten)

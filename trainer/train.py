@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from routines.errors import CallerError
+from trainer.augment import augment, scenario_templates
+from trainer.entities import entity_variants, value_pools
 from trainer.sequences import IGNORE, TrainSequence, conversation_sequence, extraction_sequences
 from trainer.sharegpt import load_dataset
 
@@ -52,6 +54,9 @@ class TrainConfig:
     extraction: str | None = None
     """A scenario whose train queries become input-extraction examples (hybrid mode reads inputs with it)."""
     extraction_split: str = "train"
+    extraction_variants: int = 0
+    """Extra extraction examples per query: reworded (the scenario's templates) with made-up names
+    (:mod:`trainer.entities`), so that reading a name never seen in training is what is learned."""
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -107,7 +112,8 @@ def load_sequences(config: TrainConfig, tokenizer: Any) -> list[TrainSequence]:
 
         scenario = Scenario.load(config.extraction)
         today = date.fromisoformat(scenario.today) if scenario.today else None
-        sequences += extraction_sequences(tokenizer, scenario.queries(config.extraction_split), scenario.routine_map(), today)
+        queries = extraction_queries(scenario, config.extraction_split, config.extraction_variants, config.seed)
+        sequences += extraction_sequences(tokenizer, queries, scenario.routine_map(), today)
     if not sequences:
         raise CallerError("no training data: pass --data with a distilled dataset (routine distill) or --extraction")
     too_long = [s.id for s in sequences if len(s) > config.max_len]
@@ -115,6 +121,22 @@ def load_sequences(config: TrainConfig, tokenizer: Any) -> list[TrainSequence]:
         log.warning("%d sequences longer than %d tokens are left out (first: %s)", len(too_long), config.max_len, too_long[0])
         sequences = [s for s in sequences if len(s) <= config.max_len]
     return sequences[: config.limit] if config.limit else sequences
+
+
+def extraction_queries(scenario: Any, split: str, variants: int, seed: int) -> list[dict[str, Any]]:
+    """The split's queries, then ``variants`` copies of each that writes a multi-word input value: reworded
+    where the scenario has other phrasings, with made-up values in place of the written ones."""
+    queries = list(scenario.queries(split))
+    if variants <= 0:
+        return queries
+    reworded, _ = augment(queries, variants, seed=seed, templates=scenario_templates(scenario))
+    by_origin: dict[str, list[dict[str, Any]]] = {}
+    for q in reworded:
+        by_origin.setdefault(str(q["augmented_from"]), []).append(q)
+    pools = value_pools(queries)
+    bases = [by_origin.get(str(q.get("id"))) or [q] * variants for q in queries]
+    copies = [entity_variants([b], 1, seed=seed + n, pools=pools) for base in bases for n, b in enumerate(base)]
+    return queries + [c for group in copies for c in group]
 
 
 def epoch_order(n: int, epoch: int, seed: int) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from routines.backends.decoder import KVCache, common_prefix
+from routines.backends.decoder import Decoder, KVCache, common_prefix
 
 MIN_SHARED = 64
 """Tokens a prompt must share with a kept cache to continue it (a chat template's opening is shared by all)."""
@@ -21,6 +21,28 @@ class Kept:
 
     cache: KVCache | None = None
     ids: list[int] = field(default_factory=list)
+
+    def take(self, dec: Decoder, ids: list[int]) -> int:
+        """Hold exactly ``ids``, prefilling only past the prefix already held; returns the tokens reused."""
+        if self.cache is None:
+            self.cache, self.ids = dec.new_cache(1, len(ids)), []
+        keep = common_prefix(self.ids, ids)
+        self.cache.lengths[0] = keep
+        self.ids = ids[:keep]
+        if keep < len(ids):
+            dec.prefill(ids[keep:], self.cache, logits=False)
+            self.ids = list(ids)
+        return keep
+
+    def keep(self, dec: Decoder, prompt: list[int], out: list[int], cache: KVCache, shared_len: int) -> None:
+        """After a single request decoded into ``cache`` (its row 0 holds the prompt past the first
+        ``shared_len`` tokens, then the answer): hold prompt + answer, so the run's next step starts with both."""
+        fed = (prompt[shared_len:] + out)[: cache.length(0)]
+        if self.cache is None:
+            self.cache, self.ids = dec.new_cache(1, cache.length(0)), []
+        self.cache.lengths[0] = shared_len
+        self.cache.append_row(cache, 0)
+        self.ids = prompt[:shared_len] + fed
 
 
 def pick_kept(kept: list[Kept], ids: list[int]) -> Kept:

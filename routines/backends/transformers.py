@@ -41,9 +41,8 @@ from routines.backends import constrain
 from routines.backends.base import BaseBackend, Completion, Constraint, Message
 from routines.backends.batching import GroupDecoder, Row
 from routines.backends.chat import chat_messages, encode_prompt  # noqa: F401 - chat_messages is public here too
-from routines.backends.decoder import Decoder, KVCache, common_prefix
-from routines.backends.kept import Kept as _Kept
-from routines.backends.kept import pick_kept
+from routines.backends.decoder import Decoder, common_prefix
+from routines.backends.kept import Kept, pick_kept
 from routines.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -230,7 +229,7 @@ class TransformersBackend(BaseBackend):
         self.max_batch = max_batch
         self.dtype = dtype
         self._loaded: LoadedModel | None = None
-        self._kept: list[_Kept] = []
+        self._kept: list[Kept] = []
         """Kept KV caches, least recently used first (:data:`KEPT_PREFIXES` at most)."""
 
     @property
@@ -317,12 +316,12 @@ class TransformersBackend(BaseBackend):
         if self.prefix_reuse:
             shortest = min(len(r.ids) for r in group)
             shared_len = min([common_prefix(group[0].ids, r.ids) for r in group] + [shortest - 1])
-        slot = pick_kept(self._kept, group[0].ids)
-        cached = self._take_prefix(dec, slot, group[0].ids[:shared_len]) if shared_len else 0
+        slot = pick_kept(self._kept, group[0].ids) if self.prefix_reuse else None
+        cached = slot.take(dec, group[0].ids[:shared_len]) if slot and shared_len else 0
         run = GroupDecoder(
             dec,
             group,
-            shared=slot.cache if shared_len else None,
+            shared=slot.cache if slot and shared_len else None,
             shared_len=shared_len,
             slots=self.max_batch,
             # Room for the answers, but not max_tokens each: a decode step reads the whole capacity (the
@@ -335,31 +334,10 @@ class TransformersBackend(BaseBackend):
         )
         run.run()
         group[0].reused += cached - shared_len  # the first row also reused the previous call's prefix
-        if len(group) == 1 and self.prefix_reuse:
-            self._keep_conversation(dec, slot, group[0], run.cache, shared_len)
+        if len(group) == 1 and slot is not None:
+            slot.keep(dec, group[0].ids, group[0].out, run.cache, shared_len)
         batch = min(len(group), self.max_batch)
         return [self._completion(lm, row, batch, constraint, row.finished_at - started) for row in group]
-
-    def _take_prefix(self, dec: Decoder, slot: _Kept, ids: list[int]) -> int:
-        """Make ``slot`` hold exactly ``ids``, prefilling only past the common prefix; tokens reused."""
-        if slot.cache is None:
-            slot.cache, slot.ids = dec.new_cache(1, len(ids)), []
-        keep = common_prefix(slot.ids, ids)
-        slot.cache.lengths[0] = keep
-        slot.ids = ids[:keep]
-        if keep < len(ids):
-            dec.prefill(ids[keep:], slot.cache, logits=False)
-            slot.ids = list(ids)
-        return keep
-
-    def _keep_conversation(self, dec: Decoder, slot: _Kept, row: Row, cache: KVCache, shared_len: int) -> None:
-        """After a single request, keep prompt + answer cached: the next step of the run starts with both."""
-        fed = (row.ids[shared_len:] + row.out)[: cache.length(0)]
-        if slot.cache is None:
-            slot.cache, slot.ids = dec.new_cache(1, cache.length(0)), []
-        slot.cache.lengths[0] = shared_len
-        slot.cache.append_row(cache, 0)
-        slot.ids = row.ids[:shared_len] + fed
 
     def _completion(
         self, lm: LoadedModel, row: Row, batch: int, constraint: Constraint | None, latency: float

@@ -95,8 +95,9 @@ def register(routines: typer.Typer) -> None:
 
 def sharpen_scenario_store(store_path: Path, scenario: Any, echo: Callable[[str], None]) -> None:
     """What a careful user does to a store of a scenario's Routines (docs/procedure-memory.md): import the
-    scenario's train questions as example questions and its negative questions, then tune the embedding model
-    on them (once: an unchanged store keeps its adapter, so a second run costs nothing)."""
+    scenario's train questions and the questions written per Routine (``data/examples.jsonl``) as example
+    questions, and its negative questions, then tune the embedding model on them (once: an unchanged store
+    keeps its adapter, so a second run costs nothing)."""
     from memory.embeddings import Embedder
     from memory.errors import EmbeddingModelError
     from memory.retrieval import Retriever
@@ -104,9 +105,10 @@ def sharpen_scenario_store(store_path: Path, scenario: Any, echo: Callable[[str]
     from memory.tuning import embedder_for, import_adapter, tune
 
     queries = scenario.root / scenario.manifest.get("queries", "data/queries_{split}.jsonl").format(split="train")
+    written = scenario.root / scenario.manifest.get("examples", "data/examples.jsonl")
     negatives = scenario.root / scenario.manifest.get("negatives", "data/negatives_train.jsonl")
     with ProcedureStore(store_path) as store:
-        added = store.import_examples(queries, skip_unknown=True).added if queries.exists() else 0
+        added = sum(store.import_examples(path, skip_unknown=True).added for path in (queries, written) if path.exists())
         refused = store.import_negatives(negatives).added if negatives.exists() else 0
         counts = store.example_counts()
         echo(f"   example questions: {sum(counts.values())} for {len(counts)} Routines ({added} new); negative "

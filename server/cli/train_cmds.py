@@ -1,6 +1,6 @@
 """``routine train``: LoRA fine-tuning of the executor on distilled datasets (:mod:`trainer.train`).
 
-    routine train --data DATASET_DIR --preset cpu --out adapters/hr [--extraction hr] [--resume]
+    routine train --data DATASET_DIR --preset cpu --out adapters/hr [--extraction hr [--extraction-variants 1]] [--resume]
 
 On GPUs the same command runs under ``accelerate launch -m server.cli train ...`` or ``torchrun``.
 """
@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
         preset: Annotated[str, typer.Option(help="paper, cpu, tiny, or a JSON file of settings.")] = "cpu",
         extraction: Annotated[str | None, typer.Option(
             help="A scenario whose train queries become input-extraction examples (e.g. hr).")] = None,
+        extraction_variants: Annotated[int | None, typer.Option(
+            help="Extra extraction examples per query: reworded, with made-up names.")] = None,
         base_model: Annotated[str | None, typer.Option(help="Base model folder or .gguf (default: SmolLM2-135M).")] = None,
         epochs: Annotated[float | None, typer.Option(help="Override the preset's epochs.")] = None,
         lr: Annotated[float | None, typer.Option(help="Override the preset's peak learning rate.")] = None,
@@ -44,7 +46,8 @@ def register(app: typer.Typer) -> None:
 
         logging.getLogger("trainer").setLevel(logging.INFO)
         config = TrainConfig.from_preset(
-            preset, data=list(data or []), out=str(out), extraction=extraction, base_model=base_model, epochs=epochs,
+            preset, data=list(data or []), out=str(out), extraction=extraction, extraction_variants=extraction_variants,
+            base_model=base_model, epochs=epochs,
             lr=lr, batch_size=batch_size, lora_r=lora_r, max_steps=max_steps, save_every=save_every, threads=threads,
             special_tokens=special_tokens,
         )
