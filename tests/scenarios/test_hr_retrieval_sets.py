@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-
-import pytest
 import sqlite3
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 DATA = Path(__file__).resolve().parents[2] / "scenarios" / "hr" / "data"
 
