@@ -1,0 +1,159 @@
+"""Cross-validation of retrieval's abstention rule on what a store learns from (the HR train questions, the
+written example questions and the negative questions), never on a held-out set.
+
+    .venv/bin/python benchmarks/cv_retrieval.py [--folds 4] [--out docs/benchmarks/retrieval_cv.json]
+    .venv/bin/python benchmarks/cv_retrieval.py --dev scenarios/hr/data/heldout_retrieval.jsonl   # a used set
+
+Per fold, a quarter of the train questions' query templates (every phrasing of an intent), a quarter of the
+written examples and a quarter of the negative questions are left out of the store; the store (the seven HR
+Routines and the rest) is tuned as ``routine routines tune`` tunes it and the left-out questions are scored.
+For each left-out question it keeps the best Routine, its score and the gap between the best Routine's
+example score and the negative score (what ``Retriever.retrieve`` compares with ``negative_margin``), so
+every margin is scored from one pass. The rule that chose ``NEGATIVE_MARGIN``: the margin refusing the most
+left-out negatives while refusing at most 3% of the left-out covered questions.
+
+``--dev FILE`` (repeatable) instead sweeps the margin on held-out sets that have already served their one
+measurement, with the store set up as ``routine demo`` sets it up (all train questions, written examples and
+negatives, tuned): a development set, never the set a result is then reported on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT / "scenarios" / "hr" / "data"
+MARGINS = [round(0.01 * i, 2) for i in range(-5, 31)]
+MAX_FALSE_REFUSALS = 0.03
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def score_fold(workdir: Path, fold: int, folds: int) -> list[dict[str, Any]]:
+    """Tune a store without the fold's questions and score them: one row per left-out question."""
+    from memory.retrieval import Retriever
+    from memory.store import ProcedureStore
+    from memory.tuning import embedder_for, tune
+    from scenarios.hr import load_routines
+
+    train = read_jsonl(DATA / "queries_train.jsonl")
+    templates = sorted({str(q.get("template")) for q in train})
+    out_templates = set(templates[fold::folds])
+    written = read_jsonl(DATA / "examples.jsonl")
+    negatives = read_jsonl(DATA / "negatives_train.jsonl")
+    kept_examples = [(q["routine_id"], q["query"]) for q in train if str(q.get("template")) not in out_templates]
+    kept_examples += [(q["routine_id"], q["query"]) for i, q in enumerate(written) if i % folds != fold]
+    kept_negatives = [q["question"] for i, q in enumerate(negatives) if i % folds != fold]
+    left_out = [(q["query"], q["routine_id"], "in_scope") for q in train if str(q.get("template")) in out_templates]
+    left_out += [(q["query"], q["routine_id"], "in_scope") for i, q in enumerate(written) if i % folds == fold]
+    left_out += [(q["question"], None, "negative") for i, q in enumerate(negatives) if i % folds == fold]
+
+    with ProcedureStore(workdir / f"fold{fold}.sqlite") as store:
+        store.save_many(load_routines())
+        store.add_examples(kept_examples, source="cv")
+        store.add_negatives(kept_negatives, source="cv")
+        tuned = tune(store)
+        return score_rows(Retriever(store, embedder_for(store)), left_out, fold=fold, adapter=tuned.name)
+
+
+def score_rows(retriever: Any, rows: list[tuple[str, str | None, str]], **extra: Any) -> list[dict[str, Any]]:
+    """(question, routine id or None, kind) -> best Routine, its score and the example-minus-negative gap."""
+    import numpy as np
+
+    from memory.embeddings import embed_question
+
+    out = []
+    for text, routine_id, kind in rows:
+        vector = embed_question(retriever.embedder, text)
+        hits, example = retriever._search(np.asarray(vector, dtype=np.float32), 1)
+        negative = retriever.negative_score(vector)
+        out.append({"query": text, "routine_id": routine_id, "kind": kind, "best": hits[0][0], "score": hits[0][1],
+                    "gap": example - (negative if negative is not None else -1.0), "threshold": retriever.threshold,
+                    **extra})
+    return out
+
+
+def score_dev(workdir: Path, files: list[str]) -> list[dict[str, Any]]:
+    """The demo's store (everything, tuned) scoring the rows of already-used held-out sets."""
+    from memory.retrieval import Retriever
+    from memory.store import ProcedureStore
+    from memory.tuning import embedder_for, tune
+    from scenarios.hr import load_routines
+
+    with ProcedureStore(workdir / "dev.sqlite") as store:
+        store.save_many(load_routines())
+        store.import_examples(DATA / "queries_train.jsonl")
+        store.import_examples(DATA / "examples.jsonl")
+        store.import_negatives(DATA / "negatives_train.jsonl")
+        tuned = tune(store)
+        retriever = Retriever(store, embedder_for(store))
+        rows = [(r["query"], r.get("routine_id"), r.get("kind", "in_scope")) for f in files for r in read_jsonl(Path(f))]
+        return score_rows(retriever, rows, adapter=tuned.name)
+
+
+def sweep(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    covered = [r for r in rows if r["routine_id"]]
+    kinds = sorted({r.get("kind", "negative") for r in rows if not r["routine_id"]})
+    out = []
+    for margin in MARGINS:
+        def refused(r: dict[str, Any], m: float = margin) -> bool:
+            return r["score"] < r["threshold"] or r["gap"] < m
+
+        row = {
+            "margin": margin,
+            "covered_right": round(sum(not refused(r) and r["best"] == r["routine_id"] for r in covered) / len(covered), 4),
+            "covered_refused": round(sum(map(refused, covered)) / len(covered), 4),
+            "negatives_refused": round(sum(refused(r) for r in rows if not r["routine_id"])
+                                       / max(1, sum(not r["routine_id"] for r in rows)), 4),
+        }
+        for kind in kinds if len(kinds) > 1 else []:
+            group = [r for r in rows if not r["routine_id"] and r.get("kind") == kind]
+            row[f"{kind}_refused"] = round(sum(map(refused, group)) / len(group), 4)
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "retrieval_cv.json"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dev", action="append", default=[], help="an already-used held-out set to sweep on")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.dev:
+            rows = score_dev(Path(tmp), args.dev)
+        for fold in range(0 if args.dev else args.folds):
+            rows += score_fold(Path(tmp), fold, args.folds)
+            print(f"fold {fold + 1}/{args.folds} scored ({len(rows)} questions so far)", flush=True)
+    table = sweep(rows)
+    allowed = [t for t in table if t["covered_refused"] <= MAX_FALSE_REFUSALS]
+    chosen = max(allowed, key=lambda t: (t["negatives_refused"], t["covered_right"]), default=None)
+    result = {"command": "python benchmarks/cv_retrieval.py " + " ".join(sys.argv[1:]),
+              "folds": None if args.dev else args.folds, "dev": args.dev,
+              "questions": len(rows), "seconds": round(time.perf_counter() - started, 1),
+              "rule": f"most negatives refused with covered refused <= {MAX_FALSE_REFUSALS:.0%}",
+              "chosen": chosen, "sweep": table}
+    print(json.dumps({k: v for k, v in result.items() if k != "sweep"}, indent=2))
+    for t in table:
+        print(t)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
