@@ -1,98 +1,47 @@
-"""The executor loop on a real in-memory MCP server (and real stdio/HTTP servers for crashes), with the
-model replaced by ``ScriptedBackend``: the checks on every call, retries, variable memory, the three modes,
-and the run log."""
+"""The executor loop on a real in-memory MCP server, with the model replaced by ``ScriptedBackend``: the three
+modes, the checks on every call, retries, the Routine's bindings, guards and constraints, the prompt and the
+run log. Input reading, variable memory and downstream servers that die have their own files
+(test_executor_inputs.py, test_executor_memory.py, test_executor_servers.py)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from memory.runlog import RunLog, StepRecord
-from memory.variables import VariableMemory
 from routines.backends.base import Message
-from routines.backends.scripted import ScriptedBackend, call_text
+from routines.backends.scripted import call_text
 from routines.errors import CallerError
-from routines.executor import Executor, ExecutorConfig, RunResult
+from routines.executor import ExecutorConfig
 from routines.hub import ToolHub
 from routines.model import Routine
-from routines.prompt import build_messages, build_system_prompt
+from routines.prompt import build_messages
+from tests.fixtures.executing import ADA_HR, FREE, SALARY, TEAM, Calls, executor_for, names_called, tools_of
 from tests.fixtures.toy_server import (
-    CRASH,
     SALARY_ROUTINE,
-    HttpToyServer,
-    create_toy_server,
-    stdio_config,
-    team_members,
-    team_routine,
     unbound,
 )
 
 pytestmark = pytest.mark.anyio
 
-Calls = list[tuple[str, dict[str, Any]]]
-SALARY = Routine.from_file(SALARY_ROUTINE)
-TEAM = Routine.from_data(team_routine())
-ADA_HR = [
-    {"name": "get_user_profile", "arguments": {"user_id": "u-hr"}},
-    {"name": "search_employee", "arguments": {"name": "Ada"}},
-    {"name": "get_salary", "arguments": {"employee_id": "E-001"}},
-    {"name": "summarize", "arguments": {"topic": "salary", "data": "memory_get_salary"}},
-]
-FREE = Routine.from_data({**json.loads(SALARY_ROUTINE.read_text()), "steps": [
-    {k: v for k, v in s.items() if k != "args"} for s in json.loads(SALARY_ROUTINE.read_text())["steps"]]})
-"""The salary Routine with no bindings: every argument is the model's."""
-
-
-@pytest.fixture
-def calls() -> Calls:
-    return []
-
-
-@pytest.fixture
-async def hub(calls: Calls) -> AsyncIterator[ToolHub]:
-    async with ToolHub({"toy": create_toy_server(calls)}) as hub:
-        yield hub
-
-
-@pytest.fixture
-def runlog() -> RunLog:
-    return RunLog(":memory:")
-
-
-def _executor(hub: ToolHub, replies: list[Any] | None = None, runlog: RunLog | None = None, **config: Any) -> Executor:
-    """An executor on scripted replies. The replies are tool calls, so model mode does not read inputs first
-    here unless a test asks (``extract_inputs=True``: then the first reply is the extraction's)."""
-    backend = ScriptedBackend(replies) if replies is not None else None
-    config.setdefault("extract_inputs", False)
-    return Executor(hub, backend, ExecutorConfig(**config), runlog, variables=VariableMemory)
-
-
-def _tools(result: RunResult) -> list[str]:
-    return [c.tool for c in result.calls]
-
-
-def _called(calls: Calls) -> list[str]:
-    return [name for name, _ in calls if name != "tools/list"]
-
 
 # ---- the happy paths of the three modes ----------------------------------------------------------
 async def test_model_mode_follows_the_scripted_calls_to_the_answer(hub: ToolHub, calls: Calls, runlog: RunLog) -> None:
-    executor = _executor(hub, list(ADA_HR), runlog)
+    executor = executor_for(hub, list(ADA_HR), runlog)
     result = await executor.run(SALARY, "What does Ada earn?", user_id="u-hr")
     assert result.ok, result.error
     assert result.answer == "salary: employee_id=E-001, name=Ada Lovelace, salary=98000"
-    assert _tools(result) == ["get_user_profile", "search_employee", "get_salary", "summarize"]
+    assert tools_of(result) == ["get_user_profile", "search_employee", "get_salary", "summarize"]
     assert [c.step for c in result.calls] == ["1", "2", "3-1_1", "4"]
-    assert _called(calls) == _tools(result)
+    assert names_called(calls) == tools_of(result)
     assert len(executor.backend.requests) == 4  # type: ignore[union-attr]
 
 
 async def test_bound_mode_needs_no_model_and_takes_the_branch_its_condition_picks(hub: ToolHub, calls: Calls) -> None:
-    executor = _executor(hub)
+    executor = executor_for(hub)
     hr = await executor.run(SALARY, "Ada's salary?", inputs={"employee_name": "Ada"}, user_id="u-hr", mode="bound")
     staff = await executor.run(SALARY, "Ada's salary?", inputs={"employee_name": "Ada"}, user_id="u-staff", mode="bound")
     assert hr.ok and staff.ok
@@ -106,7 +55,7 @@ async def test_bound_mode_needs_no_model_and_takes_the_branch_its_condition_pick
 
 async def test_hybrid_mode_asks_the_model_only_for_the_step_the_routine_leaves_open(hub: ToolHub, calls: Calls) -> None:
     routine = Routine.from_data(unbound(json.loads(SALARY_ROUTINE.read_text()), "2"))
-    executor = _executor(hub, [{"name": "search_employee", "arguments": {"name": "Alan"}}])
+    executor = executor_for(hub, [{"name": "search_employee", "arguments": {"name": "Alan"}}])
     result = await executor.run(routine, "What does Alan earn?", inputs={"employee_name": "Alan"}, user_id="u-hr",
                                 mode="hybrid")
     assert result.ok, result.error
@@ -124,7 +73,7 @@ async def test_hybrid_mode_overlays_the_bound_arguments_on_the_models_call(hub: 
     data["steps"][-1]["args"] = {"topic": "salary"}  # "data" (required) is left to the model
     wrong_topic = {"name": "summarize", "arguments": {"topic": "weather", "data": {"salary": 98000}}}
     log = RunLog(":memory:")
-    executor = _executor(hub, [wrong_topic], log)
+    executor = executor_for(hub, [wrong_topic], log)
     result = await executor.run(Routine.from_data(data), "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr",
                                 mode="hybrid")
     assert result.ok, result.error
@@ -134,45 +83,16 @@ async def test_hybrid_mode_overlays_the_bound_arguments_on_the_models_call(hub: 
     assert log.trajectory(result.run_id or "").calls == result.trajectory().calls  # and logged the same
 
 
-async def test_inputs_missing_in_hybrid_mode_are_extracted_by_the_model_under_their_schema(hub: ToolHub) -> None:
-    executor = _executor(hub, ['{"employee_name": "Alan"}'])
-    result = await executor.run(SALARY, "How much does Alan make?", user_id="u-staff", mode="hybrid")
-    assert result.ok, result.error
-    assert result.inputs == {"employee_name": "Alan"}
-    constraint = executor.backend.constraints[0]  # type: ignore[union-attr]
-    assert constraint is not None and constraint.json_schema is not None
-    assert constraint.json_schema["required"] == ["employee_name"]
-    prop, unsaid = constraint.json_schema["properties"]["employee_name"]["anyOf"]
-    assert "Alan" in prop.get("enum", ["Alan"]) and ("enum" in prop or prop.get("maxLength", 0) > 0)  # bounded
-    assert unsaid == {"type": "null"}
-
-
-async def test_an_input_the_question_does_not_say_is_left_to_the_model(hub: ToolHub, calls: Calls) -> None:
-    """"What do I earn?": no name to read, so the reading says null and the step that needs it is the model's."""
-    executor = _executor(hub, ['{"employee_name": null}', {"name": "search_employee", "arguments": {"name": "Ada"}}])
-    result = await executor.run(SALARY, "What do I earn?", user_id="u-hr", mode="hybrid")
-    assert result.ok, result.error
-    assert result.inputs == {}
-    assert [c.source for c in result.calls][:3] == ["bound", "model", "bound"]
-    assert ("search_employee", {"name": "Ada"}) in calls
-
-
-async def test_an_extraction_that_does_not_fit_the_schema_asks_the_caller_for_the_inputs(hub: ToolHub) -> None:
-    executor = _executor(hub, ["I think it is Alan."])
-    with pytest.raises(CallerError, match="could not read employee_name from the question.*pass them as inputs"):
-        await executor.run(SALARY, "How much does Alan make?", user_id="u-staff", mode="hybrid")
-
-
 # ---- the Routine is a capability boundary --------------------------------------------------------
 async def test_a_tool_the_routine_does_not_name_is_refused_and_never_reaches_the_server(
     hub: ToolHub, calls: Calls, runlog: RunLog
 ) -> None:
     # The step-2 observation tells the model to delete records; the scripted model obeys, twice.
     forbidden = {"name": "delete_records", "arguments": {"employee_id": "E-001"}}
-    executor = _executor(hub, [ADA_HR[0], forbidden, forbidden, *ADA_HR[1:]], runlog)
+    executor = executor_for(hub, [ADA_HR[0], forbidden, forbidden, *ADA_HR[1:]], runlog)
     result = await executor.run(SALARY, "Ada's salary, then delete her records", user_id="u-hr")
     assert result.ok, result.error
-    assert "delete_records" not in _called(calls)
+    assert "delete_records" not in names_called(calls)
     refused = [a for a in result.attempts if a.error]
     assert [a.extra["kind"] for a in refused] == ["not_in_routine", "not_in_routine"]
     assert "the Routine does not use delete_records" in (refused[0].error or "")
@@ -184,7 +104,7 @@ async def test_one_run_record_the_log_keeps_and_every_conversation_is_built_from
     """The run log's trajectory is the one the executor returned, and the messages the model got before each
     call are build_messages over the calls before it (refused attempts are in the log, not in the record)."""
     forbidden = {"name": "delete_records", "arguments": {"employee_id": "E-001"}}
-    executor = _executor(hub, [ADA_HR[0], forbidden, *ADA_HR[1:]], runlog)
+    executor = executor_for(hub, [ADA_HR[0], forbidden, *ADA_HR[1:]], runlog)
     result = await executor.run(SALARY, "Ada's salary", user_id="u-hr")
     assert result.ok, result.error
     record = result.trajectory()
@@ -202,31 +122,31 @@ async def test_one_run_record_the_log_keeps_and_every_conversation_is_built_from
 
 async def test_a_model_that_insists_on_a_forbidden_tool_fails_the_run_without_calling_it(hub: ToolHub, calls: Calls) -> None:
     forbidden = {"name": "delete_records", "arguments": {"employee_id": "E-001"}}
-    result = await _executor(hub, [forbidden] * 3).run(SALARY, "delete Ada", user_id="u-hr")
+    result = await executor_for(hub, [forbidden] * 3).run(SALARY, "delete Ada", user_id="u-hr")
     assert not result.ok and result.error_kind == "model"
     assert "the Routine does not use delete_records" in (result.error or "")
-    assert _called(calls) == []
+    assert names_called(calls) == []
 
 
 async def test_out_of_order_and_unknown_tools_are_refused_with_what_comes_next(hub: ToolHub, calls: Calls) -> None:
-    executor = _executor(hub, [ADA_HR[2], {"name": "rm_rf", "arguments": {}}, *ADA_HR])
+    executor = executor_for(hub, [ADA_HR[2], {"name": "rm_rf", "arguments": {}}, *ADA_HR])
     result = await executor.run(SALARY, "Ada?", user_id="u-hr")
     assert result.ok
     kinds = [(a.extra.get("kind"), a.error) for a in result.attempts if a.error]
     assert kinds[0][0] == "out_of_order" and "next call is get_user_profile (step 1)" in kinds[0][1]
     assert kinds[1][0] == "unknown_tool" and "no tool 'rm_rf'" in kinds[1][1]
-    assert _called(calls) == _tools(result)
+    assert names_called(calls) == tools_of(result)
 
 
 async def test_a_routine_naming_a_tool_no_server_has_is_the_callers_error(hub: ToolHub) -> None:
     data = json.loads(SALARY_ROUTINE.read_text())
     data["steps"][0]["tool"] = "get_profile"
     with pytest.raises(CallerError, match="names tools the downstream servers do not have: get_profile"):
-        await _executor(hub, []).run(Routine.from_data(data), "q", user_id="u-hr")
+        await executor_for(hub, []).run(Routine.from_data(data), "q", user_id="u-hr")
 
 
 async def test_only_the_allowed_steps_tools_are_offered_to_a_constrained_backend(hub: ToolHub) -> None:
-    executor = _executor(hub, list(ADA_HR), constrain="next", tools_in_prompt="routine")
+    executor = executor_for(hub, list(ADA_HR), constrain="next", tools_in_prompt="routine")
     result = await executor.run(SALARY, "Ada?", user_id="u-hr")
     assert result.ok
     constraints = executor.backend.constraints  # type: ignore[union-attr]
@@ -237,31 +157,10 @@ async def test_only_the_allowed_steps_tools_are_offered_to_a_constrained_backend
     assert "get_salary_band" in tools and "delete_records" not in tools
 
 
-async def test_model_mode_reads_the_inputs_first_and_the_routine_binds_them(hub: ToolHub, calls: Calls) -> None:
-    """The model misspells the name at step 2; the input it read from the question is what the tool gets."""
-    misspelt = [ADA_HR[0], {"name": "search_employee", "arguments": {"name": "Adda"}}, *ADA_HR[2:]]
-    executor = _executor(hub, ['{"employee_name": "Ada"}', *misspelt], extract_inputs=True)
-    result = await executor.run(SALARY, "What does Ada earn?", user_id="u-hr")
-    assert result.ok, result.error
-    assert result.inputs == {"employee_name": "Ada"}
-    assert executor.backend.constraints[0].json_schema is not None  # type: ignore[union-attr]
-    assert ("search_employee", {"name": "Ada"}) in calls
-    search = next(a for a in result.attempts if a.tool == "search_employee")
-    assert search.extra["model_arguments"] == {"name": "Adda"}
-
-
-async def test_model_mode_goes_on_when_the_inputs_cannot_be_read(hub: ToolHub, calls: Calls) -> None:
-    executor = _executor(hub, ["I cannot tell.", *ADA_HR], extract_inputs=True)
-    result = await executor.run(SALARY, "What does Ada earn?", user_id="u-hr")
-    assert result.ok, result.error
-    assert result.inputs == {}
-    assert ("search_employee", {"name": "Ada"}) in calls  # the model's own value
-
-
 async def test_the_next_constraint_writes_the_steps_bound_arguments(hub: ToolHub) -> None:
     """Under ``next`` the grammar pins what the Routine binds (the values would win anyway): the model
     writes only what is left, and a finish step's data keys are the ones the Routine names."""
-    executor = _executor(hub, list(ADA_HR), constrain="next", tools_in_prompt="routine")
+    executor = executor_for(hub, list(ADA_HR), constrain="next", tools_in_prompt="routine")
     result = await executor.run(SALARY, "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr")
     assert result.ok, result.error
     pinned = [{k: v["const"] for k, v in c.tools[0].parameters["properties"].items() if "const" in v}
@@ -277,7 +176,7 @@ async def test_output_that_is_not_a_call_is_retried_then_the_run_fails_and_the_l
     hub: ToolHub, runlog: RunLog
 ) -> None:
     prose = "Sure! I will look the employee up now."
-    executor = _executor(hub, [ADA_HR[0], prose, prose, prose], runlog, max_retries=2)
+    executor = executor_for(hub, [ADA_HR[0], prose, prose, prose], runlog, max_retries=2)
     result = await executor.run(SALARY, "Ada?", user_id="u-hr")
     assert not result.ok and result.error_kind == "model"
     assert result.error == ("the model made no acceptable call after 3 tries: no tool call found; answer with exactly "
@@ -295,18 +194,18 @@ async def test_output_that_is_not_a_call_is_retried_then_the_run_fails_and_the_l
 
 async def test_two_calls_in_one_turn_are_refused(hub: ToolHub, calls: Calls) -> None:
     both = call_text("get_user_profile", {"user_id": "u-hr"}) + "\n" + call_text("search_employee", {"name": "Ada"})
-    executor = _executor(hub, [both, *ADA_HR])
+    executor = executor_for(hub, [both, *ADA_HR])
     result = await executor.run(SALARY, "Ada?", user_id="u-hr")
     assert result.ok
     (refused,) = [a for a in result.attempts if a.error]
     assert refused.extra["kind"] == "multiple_calls" and "exactly one call" in (refused.error or "")
-    assert _called(calls).count("get_user_profile") == 1
+    assert names_called(calls).count("get_user_profile") == 1
 
 
 async def test_tolerant_parsing_accepts_code_fences_and_text_around_the_tag(hub: ToolHub) -> None:
     fenced = '```json\n{"name": "get_user_profile", "arguments": {"user_id": "u-hr"}}\n```'
     chatty = "Next I search.\n" + call_text("search_employee", {"name": "Ada"}) + "\nDone."
-    result = await _executor(hub, [fenced, chatty, *ADA_HR[2:]]).run(SALARY, "Ada?", user_id="u-hr")
+    result = await executor_for(hub, [fenced, chatty, *ADA_HR[2:]]).run(SALARY, "Ada?", user_id="u-hr")
     assert result.ok and not [a for a in result.attempts if a.error]
 
 
@@ -322,110 +221,37 @@ async def test_tolerant_parsing_accepts_code_fences_and_text_around_the_tag(hub:
 async def test_arguments_that_do_not_fit_the_schema_are_fed_back(
     hub: ToolHub, calls: Calls, bad: dict[str, Any], message: str
 ) -> None:
-    executor = _executor(hub, [{"name": "get_user_profile", "arguments": bad}, *ADA_HR])
+    executor = executor_for(hub, [{"name": "get_user_profile", "arguments": bad}, *ADA_HR])
     result = await executor.run(FREE, "Ada?", user_id="u-hr")
     assert result.ok
     (refused,) = [a for a in result.attempts if a.error]
     assert refused.extra["kind"] == "bad_arguments" and refused.error == message
     assert message in executor.backend.requests[1][-1].content  # type: ignore[union-attr]
-    assert _called(calls).count("get_user_profile") == 1
+    assert names_called(calls).count("get_user_profile") == 1
 
 
 async def test_a_tool_error_is_fed_back_in_model_mode_and_fails_a_bound_run(hub: ToolHub) -> None:
     wrong = {"name": "search_employee", "arguments": {"name": "Grace"}}
-    result = await _executor(hub, [ADA_HR[0], wrong, *ADA_HR[1:]]).run(SALARY, "Ada?", user_id="u-hr")
+    result = await executor_for(hub, [ADA_HR[0], wrong, *ADA_HR[1:]]).run(SALARY, "Ada?", user_id="u-hr")
     assert result.ok
     (failed,) = [a for a in result.attempts if a.error]
     assert failed.error_kind == "tool" and "no employee matches 'Grace'" in (failed.error or "")
-    bound = await _executor(hub).run(SALARY, "Grace?", inputs={"employee_name": "Grace"}, user_id="u-hr", mode="bound")
+    bound = await executor_for(hub).run(SALARY, "Grace?", inputs={"employee_name": "Grace"}, user_id="u-hr", mode="bound")
     assert not bound.ok and bound.error_kind == "tool"
     assert bound.error == "step 2: tool search_employee failed: no employee matches 'Grace'"
 
 
 async def test_the_number_of_steps_is_bounded(hub: ToolHub) -> None:
-    result = await _executor(hub, max_steps=2).run(
+    result = await executor_for(hub, max_steps=2).run(
         SALARY, "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr", mode="bound")
     assert not result.ok and result.error == "the run did not finish within 2 steps"
     assert len(result.calls) == 2
 
 
-# ---- variable memory -----------------------------------------------------------------------------
-async def test_a_long_member_list_becomes_a_key_and_the_next_tool_receives_the_real_list(
-    hub: ToolHub, calls: Calls, runlog: RunLog
-) -> None:
-    replies = [
-        {"name": "list_team", "arguments": {"team": "red"}},
-        {"name": "count_members", "arguments": {"members": "memory_members"}},
-        {"name": "summarize", "arguments": {"topic": "team size", "data": {"count": 40}}},
-    ]
-    executor = _executor(hub, replies, runlog, memory_threshold=100)
-    result = await executor.run(TEAM, "How big is the red team?")
-    assert result.ok, result.error
-    assert result.calls[0].observation == (
-        'memory_list_team = {"team": "red", "members": "memory_members"}\n'
-        'memory_members = ["Red Member 01", "Red Member 02", "Red Member 03", "Red Member 04", "Red Member... (680 characters)')
-    assert ("count_members", {"members": team_members("red")}) in calls
-    assert result.calls[1].arguments == {"members": "memory_members"}
-    assert result.calls[1].resolved_arguments == {"members": team_members("red")}
-    assert result.calls[1].result == {"count": 40, "received": "list", "first": "Red Member 01"}
-    second = executor.backend.requests[1]  # type: ignore[union-attr]
-    assert "Red Member 40" not in "".join(m.content for m in second)  # only the preview, never the whole list
-    assert runlog.get_run(result.run_id or "")["steps"][1]["resolved_arguments"] == {"members": team_members("red")}
-    # The system prompt is the shared builder's (distillation and evaluation use it too), the same at every step.
-    tools = [t for t in await hub.list_tools() if t.name in TEAM.tools()]
-    assert second[0].content == build_system_prompt(routines=[TEAM], tools=tools)
-    assert executor.backend.requests[0][0] == second[0]  # type: ignore[union-attr]
-
-
-async def test_a_key_inside_a_string_argument_is_replaced_by_the_value_text(hub: ToolHub, calls: Calls) -> None:
-    routine = Routine.from_data({"id": "note", "steps": [
-        {"step": "1", "tool": "list_team"}, {"step": "2", "tool": "send_note", "type": "finish"}]})
-    replies = [{"name": "list_team", "arguments": {"team": "blue"}},
-               {"name": "send_note", "arguments": {"text": "Invite memory_members today"}}]
-    result = await _executor(hub, replies).run(routine, "Invite the blue team")
-    assert result.ok
-    assert calls[-1] == ("send_note", {"text": f"Invite {json.dumps(team_members('blue'))} today"})
-
-
-async def test_an_unknown_memory_key_is_refused(hub: ToolHub, calls: Calls) -> None:
-    replies = [{"name": "list_team", "arguments": {"team": "red"}},
-               {"name": "count_members", "arguments": {"members": "memory_team"}},
-               {"name": "count_members", "arguments": {"members": "memory_members"}},
-               {"name": "summarize", "arguments": {"topic": "t", "data": {}}}]
-    result = await _executor(hub, replies).run(Routine.from_data(unbound(team_routine(), "2")), "How big is the red team?")
-    assert result.ok
-    (refused,) = [a for a in result.attempts if a.error]
-    assert refused.extra["kind"] == "unknown_key"
-    assert refused.error == "unknown memory key(s) memory_team (stored keys: memory_list_team, memory_members)"
-    assert _called(calls).count("count_members") == 1
-
-
-async def test_memory_keys_never_cross_runs(hub: ToolHub, calls: Calls) -> None:
-    executor = _executor(hub, [{"name": "list_team", "arguments": {"team": "red"}},
-                               {"name": "count_members", "arguments": {"members": "memory_members"}},
-                               {"name": "summarize", "arguments": {"topic": "t", "data": {}}}])
-    assert (await executor.run(TEAM, "red team size")).ok
-    executor.backend.add(*[{"name": "count_members", "arguments": {"members": "memory_members"}}] * 3)  # type: ignore[union-attr]
-    later = await executor.run(Routine.from_data({"steps": [{"step": "1", "tool": "count_members"}]}), "count them")
-    assert not later.ok and "unknown memory key(s) memory_members (stored keys: none yet)" in (later.error or "")
-
-
-async def test_a_binding_that_fails_at_run_time_is_left_to_the_model_in_hybrid_mode(hub: ToolHub, calls: Calls) -> None:
-    data = json.loads(SALARY_ROUTINE.read_text())
-    data["steps"][3]["args"] = {"employee_id": "{{steps.2.id}}"}  # search_employee answers employee_id, not id
-    routine = Routine.from_data(data)
-    executor = _executor(hub, [{"name": "get_salary", "arguments": {"employee_id": "E-001"}}])
-    hybrid = await executor.run(routine, "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr", mode="hybrid")
-    assert hybrid.ok and [c.source for c in hybrid.calls] == ["bound", "bound", "model", "bound"]
-    bound = await executor.run(routine, "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr", mode="bound")
-    assert not bound.ok and bound.error_kind == "binding"
-    assert bound.error == "step 3-1_1: {{steps.2.id}}: steps.2 has no 'id' (it has: employee_id, name)"
-
-
 # ---- bound mode fails clearly --------------------------------------------------------------------
 async def test_bound_mode_fails_clearly_on_an_unbound_step(hub: ToolHub, runlog: RunLog) -> None:
     routine = Routine.from_data(unbound(json.loads(SALARY_ROUTINE.read_text()), "2"))
-    result = await _executor(hub, runlog=runlog).run(
+    result = await executor_for(hub, runlog=runlog).run(
         routine, "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr", mode="bound")
     assert not result.ok and result.error_kind == "binding"
     assert result.error == "bound mode: step 2 is not fully bound; use hybrid or model mode"
@@ -435,27 +261,22 @@ async def test_bound_mode_fails_clearly_on_an_unbound_step(hub: ToolHub, runlog:
 async def test_bound_mode_fails_clearly_on_a_branch_no_condition_decides(hub: ToolHub) -> None:
     data = json.loads(SALARY_ROUTINE.read_text())
     data["steps"][3].pop("when")
-    result = await _executor(hub).run(Routine.from_data(data), "Ada?", inputs={"employee_name": "Ada"},
+    result = await executor_for(hub).run(Routine.from_data(data), "Ada?", inputs={"employee_name": "Ada"},
                                       user_id="u-hr", mode="bound")
     assert not result.ok
     assert result.error == "bound mode: step 3-1_1/3-2_1 has a branch no 'when' condition decides; use hybrid or model mode"
 
 
-async def test_bound_mode_without_the_inputs_asks_for_them(hub: ToolHub) -> None:
-    with pytest.raises(CallerError, match="bound mode needs the Routine's inputs: employee_name; pass them as inputs"):
-        await _executor(hub).run(SALARY, "Ada?", user_id="u-hr", mode="bound")
-
-
 async def test_a_mode_that_needs_a_model_without_one_is_the_callers_error(hub: ToolHub) -> None:
     with pytest.raises(CallerError, match="mode 'hybrid' needs a model backend"):
-        await _executor(hub).run(SALARY, "Ada?", user_id="u-hr", mode="hybrid")
+        await executor_for(hub).run(SALARY, "Ada?", user_id="u-hr", mode="hybrid")
     with pytest.raises(CallerError, match="unknown mode 'auto'"):
-        await _executor(hub).run(SALARY, "Ada?", user_id="u-hr", mode="auto")  # type: ignore[arg-type]
+        await executor_for(hub).run(SALARY, "Ada?", user_id="u-hr", mode="auto")  # type: ignore[arg-type]
 
 
 # ---- the prompt ----------------------------------------------------------------------------------
 async def test_the_system_prompt_has_the_papers_parts(hub: ToolHub) -> None:
-    executor = _executor(hub, list(ADA_HR))
+    executor = executor_for(hub, list(ADA_HR))
     await executor.run(SALARY, "What does Ada earn?", user_id="u-hr")
     system, user = executor.backend.requests[0][:2]  # type: ignore[union-attr]
     assert user == Message("user", "What does Ada earn?")
@@ -477,11 +298,11 @@ async def test_model_mode_refuses_a_branch_whose_guard_is_false_and_never_calls_
     # A staff user: the "full salary" branch's guard is false; the model takes it anyway, then the band.
     replies = [ADA_HR[0] | {"arguments": {"user_id": "u-staff"}}, ADA_HR[1], ADA_HR[2],
                {"name": "get_salary_band", "arguments": {"employee_id": "E-001"}}, ADA_HR[3]]
-    executor = _executor(hub, replies, runlog)
+    executor = executor_for(hub, replies, runlog)
     result = await executor.run(SALARY, "What does Ada earn?", user_id="u-staff")
     assert result.ok, result.error
-    assert _tools(result) == ["get_user_profile", "search_employee", "get_salary_band", "summarize"]
-    assert "get_salary" not in _called(calls)  # the refused call never reached the server
+    assert tools_of(result) == ["get_user_profile", "search_employee", "get_salary_band", "summarize"]
+    assert "get_salary" not in names_called(calls)  # the refused call never reached the server
     (refused,) = [a for a in result.attempts if a.error]
     assert refused.extra["kind"] == "guard_false" and refused.tool is None
     assert refused.error == ("step 3-1_1 (get_salary) is a branch whose condition does not hold; "
@@ -493,10 +314,10 @@ async def test_model_mode_refuses_a_branch_whose_guard_is_false_and_never_calls_
 
 async def test_a_model_that_insists_on_a_closed_branch_fails_the_run(hub: ToolHub, calls: Calls) -> None:
     replies = [ADA_HR[0], ADA_HR[1], *[{"name": "get_salary_band", "arguments": {"employee_id": "E-001"}}] * 3]
-    result = await _executor(hub, replies).run(SALARY, "Ada's band?", user_id="u-hr")  # hr: the band branch is closed
+    result = await executor_for(hub, replies).run(SALARY, "Ada's band?", user_id="u-hr")  # hr: the band branch is closed
     assert not result.ok and result.error_kind == "model"
     assert "condition does not hold" in (result.error or "")
-    assert _called(calls) == ["get_user_profile", "search_employee"]
+    assert names_called(calls) == ["get_user_profile", "search_employee"]
 
 
 async def test_model_mode_puts_the_bound_values_over_the_models_and_keeps_what_it_wrote(
@@ -507,7 +328,7 @@ async def test_model_mode_puts_the_bound_values_over_the_models_and_keeps_what_i
                {"name": "search_employee", "arguments": {"name": "Alan"}},
                ADA_HR[2],
                {"name": "summarize", "arguments": {"topic": "pay", "data": {"salary": 1}}}]
-    executor = _executor(hub, replies, runlog)
+    executor = executor_for(hub, replies, runlog)
     result = await executor.run(SALARY, "What does Ada earn?", inputs={"employee_name": "Ada"}, user_id="u-hr")
     assert result.ok, result.error
     assert calls[1:3] == [("get_user_profile", {"user_id": "u-hr"}), ("search_employee", {"name": "Ada"})]
@@ -531,7 +352,7 @@ def _guards_removed() -> Routine:
 
 async def test_the_next_constraint_at_a_branch_holds_the_open_branches_first_tools_only(hub: ToolHub) -> None:
     replies = [*ADA_HR[:2], {"name": "get_salary_band", "arguments": {"employee_id": "E-001"}}, ADA_HR[3]]
-    executor = _executor(hub, replies, constrain="next")
+    executor = executor_for(hub, replies, constrain="next")
     result = await executor.run(_guards_removed(), "Ada?", user_id="u-hr")
     assert result.ok, result.error
     constraints = executor.backend.constraints  # type: ignore[union-attr]
@@ -542,7 +363,7 @@ async def test_the_next_constraint_at_a_branch_holds_the_open_branches_first_too
     # With the guards, a staff user's branch point leaves one branch open.
     staff = [ADA_HR[0] | {"arguments": {"user_id": "u-staff"}}, ADA_HR[1],
              {"name": "get_salary_band", "arguments": {"employee_id": "E-001"}}, ADA_HR[3]]
-    executor = _executor(hub, staff, constrain="next")
+    executor = executor_for(hub, staff, constrain="next")
     assert (await executor.run(SALARY, "Ada?", user_id="u-staff")).ok
     assert [c.tools[0].name for c in executor.backend.constraints] == [  # type: ignore[union-attr]
         "get_user_profile", "search_employee", "get_salary_band", "summarize"]
@@ -551,7 +372,7 @@ async def test_the_next_constraint_at_a_branch_holds_the_open_branches_first_too
 
 @pytest.mark.parametrize(("constrain", "expected"), [(True, "routine"), ("routine", "routine"), (False, None), ("none", None)])
 async def test_the_routine_constraint_admits_any_tool_the_prompt_lists(hub: ToolHub, constrain: Any, expected: Any) -> None:
-    executor = _executor(hub, list(ADA_HR), constrain=constrain)
+    executor = executor_for(hub, list(ADA_HR), constrain=constrain)
     assert (await executor.run(SALARY, "Ada?", user_id="u-hr")).ok
     names = ["get_user_profile", "search_employee", "get_salary", "get_salary_band", "summarize"]  # servers' order
     got = [None if c is None else [t.name for t in c.tools] for c in executor.backend.constraints]  # type: ignore[union-attr]
@@ -580,7 +401,7 @@ async def test_each_steps_prompt_is_the_previous_one_plus_its_call_and_result(
             {"name": "count_members", "arguments": {"members": "memory_members"}},
             {"name": "summarize", "arguments": {"topic": "team size", "data": "memory_count_members"}}]
     routine, replies = (SALARY, ADA_HR) if which == "salary" else (TEAM, team)
-    executor = _executor(hub, list(replies), memory_threshold=100, tools_in_prompt=tools_in_prompt)
+    executor = executor_for(hub, list(replies), memory_threshold=100, tools_in_prompt=tools_in_prompt)
     result = await executor.run(routine, "What does Ada earn?" if which == "salary" else "How big is red?",
                                 inputs=None if which == "salary" else {"team": "red"}, user_id="u-hr")
     assert result.ok, result.error
@@ -603,7 +424,7 @@ async def test_each_steps_prompt_is_the_previous_one_plus_its_call_and_result(
 # ---- the run log and step callbacks --------------------------------------------------------------
 async def test_every_step_is_logged_and_reported_as_it_happens(hub: ToolHub, runlog: RunLog) -> None:
     seen: list[StepRecord] = []
-    executor = _executor(hub, ["no call", *ADA_HR], runlog)
+    executor = executor_for(hub, ["no call", *ADA_HR], runlog)
     result = await executor.run(SALARY, "Ada?", user_id="u-hr", on_step=seen.append)
     run = runlog.get_run(result.run_id or "")
     assert (run["routine_id"], run["mode"], run["backend"], run["user_id"], run["status"], run["answer"]) == (
@@ -616,7 +437,7 @@ async def test_every_step_is_logged_and_reported_as_it_happens(hub: ToolHub, run
 
 
 async def test_a_backend_bug_is_raised_and_the_run_log_still_closes_the_run(hub: ToolHub, runlog: RunLog) -> None:
-    executor = _executor(hub, [ADA_HR[0]], runlog)
+    executor = executor_for(hub, [ADA_HR[0]], runlog)
     with pytest.raises(RuntimeError, match="ran out of replies"):
         await executor.run(SALARY, "Ada?", user_id="u-hr")
     (row,) = runlog.list_runs()
@@ -624,47 +445,3 @@ async def test_a_backend_bug_is_raised_and_the_run_log_still_closes_the_run(hub:
     assert row["error"].startswith("internal error: RuntimeError: ScriptedBackend ran out of replies")
 
 
-# ---- a downstream server dies mid-run ------------------------------------------------------------
-async def test_a_stdio_server_killed_mid_run_fails_the_run_and_the_next_run_works(runlog: RunLog) -> None:
-    async with ToolHub.from_config(stdio_config(), timeout=20) as hub:
-        executor = _executor(hub, runlog=runlog, mode="bound")
-        crashed = await executor.run(SALARY, "?", inputs={"employee_name": CRASH}, user_id="u-hr")
-        after = await executor.run(SALARY, "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr")
-    assert not crashed.ok and crashed.error_kind == "downstream"
-    assert (crashed.error or "").startswith("downstream server toy/search_employee:")
-    logged = runlog.get_run(crashed.run_id or "")
-    assert logged["status"] == "failed"
-    assert [(s["step"], s["error_kind"]) for s in logged["steps"]] == [("1", None), ("2", "downstream")]
-    assert logged["steps"][0]["result"] == {"user_id": "u-hr", "role": "hr"}
-    assert after.ok and "98000" in (after.answer or "")
-
-
-async def test_a_server_that_is_down_before_the_run_starts_fails_the_run(runlog: RunLog) -> None:
-    async with ToolHub.from_config({"mcpServers": {"toy": {"command": "/nonexistent/toy"}}}, timeout=5) as hub:
-        result = await _executor(hub, runlog=runlog).run(
-            SALARY, "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr", mode="bound")
-    assert not result.ok and result.error_kind == "downstream"
-    assert (result.error or "").startswith("downstream server toy: cannot connect")
-    logged = runlog.get_run(result.run_id or "")
-    assert (logged["status"], logged["error"], logged["steps"]) == ("failed", result.error, [])
-
-
-async def test_an_http_server_stopped_mid_run_fails_the_run_and_the_next_run_works_once_it_is_back(
-    runlog: RunLog,
-) -> None:
-    with HttpToyServer() as server:
-        async with ToolHub.from_config({"mcpServers": {"toy": {"url": server.url}}}, timeout=10) as hub:
-            executor = _executor(hub, runlog=runlog, mode="bound")
-
-            def stop_after_step_1(rec: StepRecord) -> None:
-                if rec.step == "1":
-                    server.stop()
-
-            failed = await executor.run(SALARY, "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr",
-                                        on_step=stop_after_step_1)
-            server.start()
-            after = await executor.run(SALARY, "Ada?", inputs={"employee_name": "Ada"}, user_id="u-hr")
-    assert not failed.ok and failed.error_kind == "downstream"
-    assert [(s["step"], s["error_kind"]) for s in runlog.get_run(failed.run_id or "")["steps"]] == [
-        ("1", None), ("2", "downstream")]
-    assert after.ok and "98000" in (after.answer or "")
