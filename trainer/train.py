@@ -209,10 +209,15 @@ def trainable_state(model: Any) -> dict[str, Any]:
 # ---- the loop -----------------------------------------------------------------------------------------
 
 
+RESUME_OVERRIDES = ("max_steps", "save_every", "threads")
+"""What a resumed run may change: its length (the schedule follows the new total), checkpointing and threads."""
+
+
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
-          keep: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train an adapter into ``config.out``; returns the run's summary (also in ``summary.json``). ``keep``
-    (tests): receives the trained peft model under ``"model"``."""
+          overrides: dict[str, Any] | None = None, keep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train an adapter into ``config.out``; returns the run's summary (also in ``summary.json``). A resumed
+    run takes its config from the checkpoint, with ``overrides`` (:data:`RESUME_OVERRIDES` only) on top.
+    ``keep`` (tests): receives the trained peft model under ``"model"``."""
     import torch
     from accelerate import Accelerator
 
@@ -220,7 +225,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     ckpt = out / CHECKPOINT
     if resume and (ckpt / "train_config.json").is_file():
         saved = json.loads((ckpt / "train_config.json").read_text(encoding="utf-8"))
-        config = TrainConfig(**{**saved, "out": config.out})
+        refused = sorted(set(overrides or {}) - set(RESUME_OVERRIDES))
+        if refused:
+            raise CallerError(f"--resume continues the saved run; it can change only {', '.join(RESUME_OVERRIDES)}, "
+                              f"not {', '.join(refused)}: start a new run (another --out) for that")
+        config = TrainConfig(**{**saved, **(overrides or {}), "out": config.out})
     elif resume:
         raise CallerError(f"--resume: no checkpoint in {ckpt}; start without --resume")
     if config.threads:

@@ -33,11 +33,15 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int | None, typer.Option(help="Override the effective batch (sequences per step).")] = None,
         lora_r: Annotated[int | None, typer.Option(help="Override the LoRA rank.")] = None,
         max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+        max_len: Annotated[int | None, typer.Option(
+            help="Leave out sequences longer than this many tokens (default 8192, the model's context).")] = None,
         save_every: Annotated[int | None, typer.Option(help="Checkpoint every N optimizer steps.")] = None,
         threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
         special_tokens: Annotated[bool | None, typer.Option(
             "--special-tokens/--no-special-tokens", help="<routines> tags as trained special tokens (paper 4.3).")] = None,
-        resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
+        resume: Annotated[bool, typer.Option(
+            help="Continue from the checkpoint in --out with its saved settings (--max-steps, --save-every and "
+                 "--threads may change).")] = False,
         progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     ) -> None:
         """Train a LoRA adapter for the executor on Routine-distilled data."""
@@ -47,9 +51,11 @@ def register(app: typer.Typer) -> None:
         logging.getLogger("trainer").setLevel(logging.INFO)
         config = TrainConfig.from_preset(
             preset, data=list(data or []), out=str(out), extraction=extraction, extraction_variants=extraction_variants,
-            base_model=base_model, epochs=epochs,
-            lr=lr, batch_size=batch_size, lora_r=lora_r, max_steps=max_steps, save_every=save_every, threads=threads,
-            special_tokens=special_tokens,
+            base_model=base_model, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r, max_steps=max_steps,
+            max_len=max_len, save_every=save_every, threads=threads, special_tokens=special_tokens,
         )
-        summary = run_training(config, resume=resume, progress=progress)
+        # on --resume the checkpoint's config holds; only a run's length, checkpointing and threads may change
+        overrides = {k: v for k, v in {"max_steps": max_steps, "save_every": save_every, "threads": threads}.items()
+                     if v is not None}
+        summary = run_training(config, resume=resume, progress=progress, overrides=overrides)
         typer.echo(json.dumps(summary))

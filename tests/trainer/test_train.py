@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from routines.backends.chat import END_OF_TURN, encode_prompt, load_tokenizer
+from routines.errors import CallerError
 from trainer.distill import DistillOptions, distill
 from trainer.sequences import IGNORE, SequenceError, build_sequence, conversation_sequence
 from trainer.sharegpt import load_dataset
@@ -99,7 +100,8 @@ async def test_a_tiny_run_moves_the_adapter_not_the_base_and_resumes(toy_dataset
     assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] > 0 and r["tokens_per_s"] for r in rows)
     assert (out / "loss.png").is_file() and "<routines>" in (out / "tokenizer_config.json").read_text()
     # Resuming a finished run does nothing more; a longer run continues from the checkpoint.
-    saved = json.loads((out / "checkpoint" / "train_config.json").read_text())
-    (out / "checkpoint" / "train_config.json").write_text(json.dumps({**saved, "max_steps": 3}))
-    assert train(TrainConfig(out=config.out), resume=True, progress=False)["steps"] == 3
+    assert train(TrainConfig(out=config.out), resume=True, progress=False)["steps"] == 2
+    with pytest.raises(CallerError, match="can change only max_steps.*not lr"):
+        train(TrainConfig(out=config.out), resume=True, progress=False, overrides={"lr": 1.0})
+    assert train(TrainConfig(out=config.out), resume=True, progress=False, overrides={"max_steps": 3})["steps"] == 3
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
