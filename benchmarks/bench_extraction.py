@@ -37,14 +37,20 @@ def _norm(value: object) -> str:
 async def main(limit: int, free: bool, seed: int, adapter: str, dtype: str) -> dict:
     import routines.inputs as inputs_mod
 
-    if free:  # the plain schema: capped strings, no spans
-        inputs_mod.spans = lambda text, max_words=6: []  # type: ignore[assignment]
     scenario = Scenario.load("hr")
     routines = scenario.routine_map()
     today = date.fromisoformat(scenario.today) if scenario.today else None
     queries = scenario.queries("test")
     random.Random(seed).shuffle(queries)
     queries = queries[:limit]
+    # what the question writes: null for a value it never states ("What is my salary?"); read before --free
+    # turns the spans off, so that both constraints are scored against the same targets
+    targets = {}
+    for q in queries:
+        routine = routines[q["routine_id"]]
+        targets[q["id"]] = readable_inputs(routine, q["query"], q["inputs"], missing_inputs(routine, {}), today)
+    if free:  # the plain schema: capped strings, no spans
+        inputs_mod.spans = lambda text, max_words=6: []  # type: ignore[assignment]
     options = {"dtype": dtype} | ({} if adapter == "none" else {"adapter": adapter})
     backend = create_backend("local", **options)
     fields = exact_queries = exact_gold = 0
@@ -58,10 +64,7 @@ async def main(limit: int, free: bool, seed: int, adapter: str, dtype: str) -> d
         except CallerError as exc:
             got = {}
             failures.append({"id": q["id"], "error": str(exc)})
-        routine = routines[q["routine_id"]]
-        names = missing_inputs(routine, {})
-        # what the question writes: null for a value it never states ("What is my salary?")
-        readable = readable_inputs(routine, q["query"], q["inputs"], names, today)
+        readable = targets[q["id"]]
         exact_gold += all(_norm(got.get(n)) == _norm(v) for n, v in q["inputs"].items())
         ok_all = True
         for name, want in readable.items():

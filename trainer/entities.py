@@ -68,12 +68,15 @@ def entity_variants(
             continue
         rng = random.Random(f"{seed}:{q.get('id')}")
         for n in range(1, per_query + 1):
-            new_text, new_inputs = text, dict(inputs)
+            new_text, new_inputs, replaced = text, dict(inputs), set()
             for name in swappable:
+                if inputs[name] in replaced:  # another input held the same value and took it along
+                    continue
                 value = made_up(pools[name], rng, taken, inputs[name])
                 if value is None:
                     break
                 new_text = new_text.replace(inputs[name], value)
+                replaced.add(inputs[name])
                 # another input holding the same value (department and department_name) follows it
                 for other, old in inputs.items():
                     if old == inputs[name]:

@@ -134,9 +134,13 @@ def extraction_queries(scenario: Any, split: str, variants: int, seed: int) -> l
     for q in reworded:
         by_origin.setdefault(str(q["augmented_from"]), []).append(q)
     pools = value_pools(queries)
-    bases = [by_origin.get(str(q.get("id"))) or [q] * variants for q in queries]
-    copies = [entity_variants([b], 1, seed=seed + n, pools=pools) for base in bases for n, b in enumerate(base)]
-    return queries + [c for group in copies for c in group]
+    extra: list[dict[str, Any]] = []
+    for q in queries:
+        bases = (by_origin.get(str(q.get("id")), []) + [q] * variants)[:variants]  # rewordings first
+        for n, base in enumerate(bases, start=1):
+            for copy in entity_variants([base], 1, seed=seed + n - 1, pools=pools):
+                extra.append({**copy, "id": f"{q.get('id')}~x{n}", "augmented_from": q.get("id")})
+    return queries + extra
 
 
 def epoch_order(n: int, epoch: int, seed: int) -> list[int]:
@@ -255,6 +259,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         model.load_state_dict(state["trainable"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         step, tokens_done, started_s = state["step"], state["tokens"], state["seconds"]
+        if total < step:
+            raise CallerError(f"--max-steps {total} is below the {step} steps this run has done; "
+                              f"give at least {step}")
         log.info("resuming at step %d of %d", step, total)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()

@@ -34,7 +34,7 @@ class Kept:
             self.ids = list(ids)
         return keep
 
-    def keep(self, dec: Decoder, prompt: list[int], out: list[int], cache: KVCache, shared_len: int) -> None:
+    def hold_conversation(self, dec: Decoder, prompt: list[int], out: list[int], cache: KVCache, shared_len: int) -> None:
         """After a single request decoded into ``cache`` (its row 0 holds the prompt past the first
         ``shared_len`` tokens, then the answer): hold prompt + answer, so the run's next step starts with both."""
         fed = (prompt[shared_len:] + out)[: cache.length(0)]

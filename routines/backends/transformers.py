@@ -317,11 +317,11 @@ class TransformersBackend(BaseBackend):
             shortest = min(len(r.ids) for r in group)
             shared_len = min([common_prefix(group[0].ids, r.ids) for r in group] + [shortest - 1])
         slot = pick_kept(self._kept, group[0].ids) if self.prefix_reuse else None
-        cached = slot.take(dec, group[0].ids[:shared_len]) if slot and shared_len else 0
+        cached = slot.take(dec, group[0].ids[:shared_len]) if slot is not None and shared_len else 0
         run = GroupDecoder(
             dec,
             group,
-            shared=slot.cache if slot and shared_len else None,
+            shared=slot.cache if slot is not None and shared_len else None,
             shared_len=shared_len,
             slots=self.max_batch,
             # Room for the answers, but not max_tokens each: a decode step reads the whole capacity (the
@@ -335,7 +335,7 @@ class TransformersBackend(BaseBackend):
         run.run()
         group[0].reused += cached - shared_len  # the first row also reused the previous call's prefix
         if len(group) == 1 and slot is not None:
-            slot.keep(dec, group[0].ids, group[0].out, run.cache, shared_len)
+            slot.hold_conversation(dec, group[0].ids, group[0].out, run.cache, shared_len)
         batch = min(len(group), self.max_batch)
         return [self._completion(lm, row, batch, constraint, row.finished_at - started) for row in group]
 

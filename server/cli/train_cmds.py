@@ -49,13 +49,13 @@ def register(app: typer.Typer) -> None:
         from trainer.train import train as run_training
 
         logging.getLogger("trainer").setLevel(logging.INFO)
-        config = TrainConfig.from_preset(
-            preset, data=list(data or []), out=str(out), extraction=extraction, extraction_variants=extraction_variants,
-            base_model=base_model, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r, max_steps=max_steps,
-            max_len=max_len, save_every=save_every, threads=threads, special_tokens=special_tokens,
-        )
-        # on --resume the checkpoint's config holds; only a run's length, checkpointing and threads may change
-        overrides = {k: v for k, v in {"max_steps": max_steps, "save_every": save_every, "threads": threads}.items()
-                     if v is not None}
-        summary = run_training(config, resume=resume, progress=progress, overrides=overrides)
+        given = {"data": list(data or []) or None, "extraction": extraction, "extraction_variants": extraction_variants,
+                 "base_model": base_model, "epochs": epochs, "lr": lr, "batch_size": batch_size, "lora_r": lora_r,
+                 "max_steps": max_steps, "max_len": max_len, "save_every": save_every, "threads": threads,
+                 "special_tokens": special_tokens}
+        given = {k: v for k, v in given.items() if v is not None}
+        if resume:  # the checkpoint's settings hold; what was given on top is checked by train()
+            summary = run_training(TrainConfig(out=str(out)), resume=True, progress=progress, overrides=given)
+        else:
+            summary = run_training(TrainConfig.from_preset(preset, out=str(out), **given), progress=progress)
         typer.echo(json.dumps(summary))

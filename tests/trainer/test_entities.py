@@ -40,12 +40,22 @@ def test_copies_carry_new_values_in_text_and_inputs() -> None:
     assert entity_variants(QUERIES, 0) == []
 
 
-def test_hr_extraction_examples_add_one_renamed_rewording_per_query() -> None:
+def test_two_inputs_holding_one_value_get_one_new_value() -> None:
+    both = q("e", "Give me the overview of Site Reliability.", department="Site Reliability",
+             department_name="Site Reliability")
+    for copy in entity_variants([*QUERIES, both], 3, seed=2)[-3:]:
+        new = copy["inputs"]["department"]
+        assert copy["inputs"]["department_name"] == new and new in copy["query"] and "Site Reliability" not in copy["query"]
+
+
+def test_hr_extraction_examples_add_n_renamed_rewordings_per_query() -> None:
     scenario = Scenario.load("hr")
     train = scenario.queries("train")
     queries = extraction_queries(scenario, "train", 1, seed=0)
     extra = queries[len(train):]
     assert queries[: len(train)] == train and 400 < len(extra) <= len(train)
+    twice = extraction_queries(scenario, "train", 2, seed=0)[len(train):]
+    assert len(twice) == 2 * len(extra) and len({c["id"] for c in twice}) == len(twice)
     written = {v for t in train for v in (t.get("inputs") or {}).values()}
     held_out = {v for t in scenario.queries("test") for v in (t.get("inputs") or {}).values() if isinstance(v, str)}
     for e in extra:

@@ -4,6 +4,7 @@ only, and a tiny LoRA run moves the adapter and not the base weights (trl's way 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from routines.backends.chat import END_OF_TURN, encode_prompt, load_tokenizer
 from routines.errors import CallerError
+from tests.conftest import Cli
 from trainer.distill import DistillOptions, distill
 from trainer.sequences import IGNORE, SequenceError, build_sequence, conversation_sequence
 from trainer.sharegpt import load_dataset
@@ -105,3 +107,15 @@ async def test_a_tiny_run_moves_the_adapter_not_the_base_and_resumes(toy_dataset
         train(TrainConfig(out=config.out), resume=True, progress=False, overrides={"lr": 1.0})
     assert train(TrainConfig(out=config.out), resume=True, progress=False, overrides={"max_steps": 3})["steps"] == 3
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_resume_on_the_command_line_keeps_the_saved_settings(cli: Cli, tmp_path: Path) -> None:
+    """Only a run's length, checkpointing and threads may change on --resume; anything else is refused
+    before any model is loaded, and a missing checkpoint says to start without --resume."""
+    code, _, err = cli("train", "--out", str(tmp_path), "--resume")
+    assert code != 0 and "no checkpoint" in err and "start without --resume" in err
+    (tmp_path / "checkpoint").mkdir()
+    saved = TrainConfig.from_preset("tiny", out=str(tmp_path))
+    (tmp_path / "checkpoint" / "train_config.json").write_text(json.dumps(asdict(saved)))
+    code, _, err = cli("train", "--out", str(tmp_path), "--resume", "--lr", "0.01", "--max-steps", "9")
+    assert code != 0 and "can change only max_steps, save_every, threads, not lr" in err
