@@ -74,6 +74,7 @@ def score_rows(retriever: Any, rows: list[tuple[str, str | None, str]], **extra:
     out = []
     for text, routine_id, kind in rows:
         vector = embed_question(retriever.embedder, text)
+        # the best Routine's example score, which RetrievalResult does not carry: the rule's own input
         hits, example = retriever._search(np.asarray(vector, dtype=np.float32), 1)
         negative = retriever.negative_score(vector)
         out.append({"query": text, "routine_id": routine_id, "kind": kind, "best": hits[0][0], "score": hits[0][1],
@@ -101,23 +102,27 @@ def score_dev(workdir: Path, files: list[str]) -> list[dict[str, Any]]:
 
 
 def sweep(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per margin: covered questions answered right and refused, and questions to refuse refused (in all, and
+    per kind when there are several kinds)."""
     covered = [r for r in rows if r["routine_id"]]
-    kinds = sorted({r.get("kind", "negative") for r in rows if not r["routine_id"]})
+    to_refuse = [r for r in rows if not r["routine_id"]]
+    kinds = sorted({r.get("kind", "negative") for r in to_refuse})
     out = []
     for margin in MARGINS:
         def refused(r: dict[str, Any], m: float = margin) -> bool:
             return r["score"] < r["threshold"] or r["gap"] < m
 
+        def share(group: list[dict[str, Any]]) -> float:
+            return round(sum(map(refused, group)) / max(1, len(group)), 4)
+
         row = {
             "margin": margin,
             "covered_right": round(sum(not refused(r) and r["best"] == r["routine_id"] for r in covered) / len(covered), 4),
-            "covered_refused": round(sum(map(refused, covered)) / len(covered), 4),
-            "negatives_refused": round(sum(refused(r) for r in rows if not r["routine_id"])
-                                       / max(1, sum(not r["routine_id"] for r in rows)), 4),
+            "covered_refused": share(covered),
+            "negatives_refused": share(to_refuse),
         }
-        for kind in kinds if len(kinds) > 1 else []:
-            group = [r for r in rows if not r["routine_id"] and r.get("kind") == kind]
-            row[f"{kind}_refused"] = round(sum(map(refused, group)) / len(group), 4)
+        if len(kinds) > 1:
+            row.update({f"{kind}_refused": share([r for r in to_refuse if r.get("kind") == kind]) for kind in kinds})
         out.append(row)
     return out
 
