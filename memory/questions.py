@@ -41,6 +41,22 @@ class Example:
     source: str = ""
 
 
+NEGATIVE_KINDS = ("", "unrelated", "uncovered")
+"""What a negative question is: ``unrelated`` (off the store's topic: the weather, football), ``uncovered`` (on
+its topic, but no Routine does it: a payroll change in an HR store) or not said (``""``). Retrieval holds a
+question to a lower margin against ``uncovered`` ones, which sit close to what the Routines do
+(:mod:`memory.retrieval`)."""
+
+
+@dataclass(frozen=True)
+class Negative:
+    """A question no Routine of the store serves."""
+
+    text: str
+    kind: str = ""
+    source: str = ""
+
+
 @dataclass(frozen=True)
 class ExampleImport:
     """What ``add_examples``/``import_examples`` did: new examples stored, ones already stored, and the
@@ -68,17 +84,22 @@ def read_examples(path: Path) -> list[Example]:
     return examples
 
 
-def read_negatives(path: Path) -> list[str]:
-    """The negative questions of a JSONL file: a question and no ``routine_id`` on every line."""
-    texts = []
+def read_negatives(path: Path) -> list[Negative]:
+    """The negative questions of a JSONL file: a question and no ``routine_id`` on every line, and optionally
+    its ``kind`` (one of :data:`NEGATIVE_KINDS`)."""
+    negatives = []
     for n, row, text in _question_rows(path, "negative questions"):
         if not isinstance(text, str) or row.get("routine_id"):
             raise InvalidExampleError(
                 f"{path.name} line {n}: a negative question needs the question in "
                 f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)} and no 'routine_id'"
             )
-        texts.append(text)
-    return texts
+        kind = row.get("kind") or ""
+        if kind not in NEGATIVE_KINDS:
+            raise InvalidExampleError(f"{path.name} line {n}: kind {kind!r} is not one of "
+                                      f"{', '.join(repr(k) for k in NEGATIVE_KINDS if k)} (or leave it out)")
+        negatives.append(Negative(text, kind))
+    return negatives
 
 
 def _question_rows(path: Path, what: str) -> list[tuple[int, dict[str, Any], Any]]:
@@ -171,24 +192,32 @@ class Questions:
         self.db.execute("delete from examples where routine_id = ?", [routine_id])
 
     # ---- negative questions: what no Routine of the store serves ----------------------------------------
-    def add_negatives(self, texts: Iterable[str], *, source: str = "") -> ExampleImport:
+    def add_negatives(self, questions: Iterable[str | Negative], *, source: str = "", kind: str = "") -> ExampleImport:
         """Store negative questions (see ``ProcedureStore.add_negatives``)."""
         rows: dict[str, dict[str, Any]] = {}
         stamp = now()
-        for raw in texts:
-            text = " ".join(str(raw or "").split())
+        for raw in questions:
+            text, its_kind = (raw.text, raw.kind or kind) if isinstance(raw, Negative) else (raw, kind)
+            text = " ".join(str(text or "").split())
             if not text:
                 raise InvalidExampleError("a negative question cannot be empty")
+            if its_kind not in NEGATIVE_KINDS:
+                raise InvalidExampleError(f"negative question kind {its_kind!r} is not one of "
+                                          f"{', '.join(repr(k) for k in NEGATIVE_KINDS if k)} (or empty)")
             digest = example_hash(text)
-            rows[digest] = {"text_hash": digest, "text": text, "source": source, "created_at": stamp}
+            rows[digest] = {"text_hash": digest, "text": text, "source": source, "kind": its_kind, "created_at": stamp}
         added = self._insert("negatives", rows.values())
+        for row in rows.values():  # a kind now said for a question stored without one
+            if row["kind"]:
+                self.db.execute("update negatives set kind = ? where text_hash = ? and kind = ''",
+                                [row["kind"], row["text_hash"]])
         log.info("stored %d negative question(s), %d already stored", added, len(rows) - added)
         return ExampleImport(added=added, existing=len(rows) - added, skipped={})
 
-    def negatives(self) -> list[Example]:
-        """Stored negative questions (``routine_id`` is empty), in insertion order."""
-        rows = self.db.execute("select text, source from negatives order by rowid")
-        return [Example("", text, source) for text, source in rows]
+    def negatives(self) -> list[Negative]:
+        """Stored negative questions, in insertion order."""
+        rows = self.db.execute("select text, kind, source from negatives order by rowid")
+        return [Negative(text, kind, source) for text, kind, source in rows]
 
     def remove_negatives(self, *, source: str | None = None) -> int:
         """Remove the negative questions (of one source); return how many were removed. Their vectors stay

@@ -87,6 +87,11 @@ def m006_tuned_models(db: Database) -> None:
     db["tuned_models"].create_index(["base_model"])
 
 
+@migration
+def m007_negative_kinds(db: Database) -> None:
+    db["negatives"].add_column("kind", str, not_null_default="")
+
+
 def migrate(db: Database) -> list[str]:
     """Apply the migrations this database has not seen yet; return their names."""
     if "_migrations" not in db.table_names():

@@ -28,6 +28,7 @@ from memory.questions import (
     EXAMPLE_TEXT_FIELDS,
     Example,
     ExampleImport,
+    Negative,
     Questions,
     example_hash,
     read_examples,
@@ -50,7 +51,7 @@ from routines.model import Routine
 
 __all__ = [
     "EXAMPLE_TEXT_FIELDS", "ID_RE", "MIGRATIONS", "STORE_FILE", "Example", "ExampleImport", "Migration",
-    "ProcedureStore", "RoutineInfo", "StoredVector", "content_hash", "example_hash", "file_name", "migrate",
+    "Negative", "ProcedureStore", "RoutineInfo", "StoredVector", "content_hash", "example_hash", "file_name", "migrate",
     "migration", "slugify",
 ]
 
@@ -241,21 +242,24 @@ class ProcedureStore:
         return self.vectors.example_matrix(model)
 
     # ---- negative questions: what no Routine of this store serves ---------------------------------------
-    def add_negatives(self, texts: Iterable[str], *, source: str = "") -> ExampleImport:
+    def add_negatives(self, questions: Iterable[str | Negative], *, source: str = "", kind: str = "") -> ExampleImport:
         """Store questions that no Routine serves (retrieval abstains on questions closer to them than to any
-        Routine), all-or-nothing; a question already stored is kept as it is."""
+        Routine), all-or-nothing. ``kind`` (``unrelated``, ``uncovered`` or empty; a :class:`Negative` may carry
+        its own) says what they are, see :data:`memory.questions.NEGATIVE_KINDS`. A question already stored is
+        kept as it is, except that it takes a kind given now when it had none."""
         with self._write():
-            return self.questions.add_negatives(texts, source=source)
+            return self.questions.add_negatives(questions, source=source, kind=kind)
 
     def import_negatives(self, path: str | Path, *, source: str | None = None) -> ExampleImport:
         """Store the questions of a JSONL file (``.jsonl`` or ``.jsonl.gz``; the question in ``query``,
-        ``question`` or ``text``) as negatives. A line with a ``routine_id`` is refused: it is an example."""
+        ``question`` or ``text``, optionally a ``kind``) as negatives. A line with a ``routine_id`` is refused:
+        it is an example."""
         path = Path(path)
-        texts = read_negatives(path)
-        return self.add_negatives(texts, source=source if source is not None else path.name)
+        negatives = read_negatives(path)
+        return self.add_negatives(negatives, source=source if source is not None else path.name)
 
-    def negatives(self) -> list[Example]:
-        """Stored negative questions (``routine_id`` is empty), in insertion order."""
+    def negatives(self) -> list[Negative]:
+        """Stored negative questions, in insertion order."""
         return self.questions.negatives()
 
     def delete_negatives(self, *, source: str | None = None) -> int:
@@ -265,9 +269,9 @@ class ProcedureStore:
             self.vectors.prune_question_vectors()
         return n
 
-    def negative_matrix(self, model: str) -> np.ndarray:
-        """The (n, dim) float32 matrix of the embedded negative questions for ``model``."""
-        return self.vectors.negative_matrix(model)
+    def negative_matrix(self, model: str, kind: str | None = None) -> np.ndarray:
+        """The (n, dim) float32 matrix of the embedded negative questions for ``model`` (of one ``kind``)."""
+        return self.vectors.negative_matrix(model, kind)
 
     # ---- tuned embedding adapters ---------------------------------------------------------------------
     def put_tuned_model(self, name: str, base_model: str, adapter: bytes, info: dict[str, Any]) -> None:

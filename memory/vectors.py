@@ -125,13 +125,14 @@ class VectorCache:
             [model],
         )
 
-    def negative_matrix(self, model: str) -> np.ndarray:
-        """The (n, dim) float32 matrix of the embedded negative questions for ``model``."""
+    def negative_matrix(self, model: str, kind: str | None = None) -> np.ndarray:
+        """The (n, dim) float32 matrix of the embedded negative questions for ``model`` (of one ``kind``)."""
+        where, args = ("", [model]) if kind is None else (" where x.kind = ?", [model, kind])
         return id_matrix(
             self.db,
             "select x.text_hash, v.dim, v.vector from negatives x join example_vectors v "
-            "on v.text_hash = x.text_hash and v.model = ? order by x.rowid",
-            [model],
+            f"on v.text_hash = x.text_hash and v.model = ?{where} order by x.rowid",
+            args,
         )[1]
 
     def prune_question_vectors(self) -> None:

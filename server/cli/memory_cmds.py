@@ -21,12 +21,18 @@ def register(routines: typer.Typer) -> None:
 
     @negatives.command("import")
     def negatives_import(
-        file: Annotated[Path, typer.Argument(help="JSONL: one object per line with the question in question (or query, text).")],
+        file: Annotated[Path, typer.Argument(help="JSONL: one object per line with the question in question (or query, "
+                                                  "text) and optionally its kind: unrelated or uncovered.")],
         source: Annotated[str | None, typer.Option("--source", help="Label for them (default: the file name).")] = None,
+        kind: Annotated[str, typer.Option("--kind", help="Kind of the lines that say none: unrelated (off-topic) or "
+                                          "uncovered (in-domain, no Routine does it).")] = "",
     ) -> None:
         """Store negative questions (all or none); they are embedded at the next retrieval."""
+        from memory.questions import Negative, read_negatives
+
         with open_store() as store:
-            result = store.import_negatives(file, source=source)
+            questions = [Negative(q.text, q.kind or kind) for q in read_negatives(file)]
+            result = store.add_negatives(questions, source=source if source is not None else file.name)
         typer.echo(f"imported {result.added} negative question(s) from {file.name}"
                    + (f", {result.existing} already stored" if result.existing else ""))
 
@@ -34,11 +40,11 @@ def register(routines: typer.Typer) -> None:
     def negatives_list(as_json: JsonOpt = False) -> None:
         """Print the stored negative questions."""
         with open_store() as store:
-            rows = [{"text": e.text, "source": e.source} for e in store.negatives()]
+            rows = [{"text": e.text, "kind": e.kind, "source": e.source} for e in store.negatives()]
         if as_json:
             typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         for row in [] if as_json else rows:
-            typer.echo(f"{row['text']}\t{row['source']}")
+            typer.echo(f"{row['text']}\t{row['kind'] or '-'}\t{row['source']}")
         if not rows:
             typer.echo("no negative questions stored", err=True)
 

@@ -10,6 +10,7 @@ import pytest
 
 from memory.embeddings import HashEmbedder
 from memory.errors import InvalidExampleError
+from memory.questions import Negative
 from memory.retrieval import Retriever
 from memory.store import ProcedureStore
 from tests.fixtures.small_routines import routine
@@ -30,8 +31,9 @@ def test_add_import_list_and_delete(store: ProcedureStore, tmp_path: Path) -> No
                     + json.dumps({"text": "Tell me a joke"}) + "\n", encoding="utf-8")
     result = store.import_negatives(path)
     assert (result.added, result.existing) == (2, 0)
-    assert [(n.text, n.source) for n in store.negatives()] == [
-        ("Change my bank account", "seed"), ("Enrol me in the pension plan", "neg.jsonl"), ("Tell me a joke", "neg.jsonl")]
+    assert [(n.text, n.kind, n.source) for n in store.negatives()] == [
+        ("Change my bank account", "", "seed"), ("Enrol me in the pension plan", "uncovered", "neg.jsonl"),
+        ("Tell me a joke", "", "neg.jsonl")]
     assert store.delete_negatives(source="seed") == 1
     assert store.delete_negatives() == 2 and store.negatives() == []
 
@@ -73,4 +75,36 @@ def test_negative_vectors_are_embedded_once_and_pruned(store: ProcedureStore) ->
 def test_the_migrations_are_recorded(tmp_path: Path) -> None:
     with ProcedureStore.open(tmp_path) as store:
         names = [r["name"] for r in store.db["_migrations"].rows]
-    assert names[-2:] == ["m005_negatives", "m006_tuned_models"]
+    assert names[-3:] == ["m005_negatives", "m006_tuned_models", "m007_negative_kinds"]
+
+
+def test_a_kind_is_checked_and_a_later_import_can_state_it(store: ProcedureStore, tmp_path: Path) -> None:
+    store.add_negatives(["Tell me a joke"], source="seed")
+    path = tmp_path / "neg.jsonl"
+    path.write_text(json.dumps({"question": "Enrol me in the pension plan", "kind": "unrelated"}) + "\n"
+                    + json.dumps({"question": "Book me a flight", "kind": "off-topic"}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidExampleError, match="line 2: kind 'off-topic' is not one of 'unrelated', 'uncovered'"):
+        store.import_negatives(path)
+    with pytest.raises(InvalidExampleError, match="kind 'other'"):
+        store.add_negatives(["Book me a flight"], kind="other")
+    assert [(n.text, n.kind) for n in store.negatives()] == [("Tell me a joke", "")]  # nothing half-stored
+    store.add_negatives([Negative("Tell me a joke", "unrelated"), "Enrol me in the pension plan"], kind="uncovered")
+    store.add_negatives(["Enrol me in the pension plan"], kind="unrelated")  # a stated kind is kept
+    assert [(n.text, n.kind, n.source) for n in store.negatives()] == [
+        ("Tell me a joke", "unrelated", "seed"), ("Enrol me in the pension plan", "uncovered", "")]
+
+
+def test_uncovered_negatives_are_held_to_their_own_margin(store: ProcedureStore) -> None:
+    """The same negative question refuses a question at ``negative_margin`` and lets it through at a lower
+    ``uncovered_margin`` once it is marked uncovered."""
+    question = "Please change the bank account my salary is paid into"
+    negative = "Change the bank account my salary is paid into"
+    retriever = Retriever(store, HashEmbedder(), threshold=0.0, negative_margin=0.0, uncovered_margin=-2.0)
+    store.add_negatives([negative])
+    assert retriever.retrieve(question).abstained
+    near = retriever.negative_scores(HashEmbedder().embed([question])[0])
+    assert list(near) == [""] and retriever.negative_bar(HashEmbedder().embed([question])[0]) == near[""]
+    store.delete_negatives()
+    store.add_negatives([negative], kind="uncovered")
+    assert not retriever.retrieve(question).abstained
+    assert list(retriever.negative_scores(HashEmbedder().embed([question])[0])) == ["uncovered"]

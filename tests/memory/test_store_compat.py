@@ -36,8 +36,10 @@ def schema(path: Path) -> list[tuple[str, str, str]]:
 
 def test_the_old_store_reads_as_it_was_written(old_dir: Path) -> None:
     with ProcedureStore.open(old_dir) as store:
-        assert [(r["name"], r["applied_at"]) for r in store.db["_migrations"].rows] == \
-            [(m.__name__, OLD_STAMP) for m in MIGRATIONS]  # nothing to migrate
+        applied = [(r["name"], r["applied_at"]) for r in store.db["_migrations"].rows]
+        old = [m.__name__ for m in MIGRATIONS if m.__name__ < "m007"]
+        assert applied[:len(old)] == [(name, OLD_STAMP) for name in old]
+        assert [name for name, _ in applied[len(old):]] == ["m007_negative_kinds"]  # the one written since
         assert store.revision == 7
         assert store.ids() == ["hr.leave", "hr.salary"] and len(store) == 2 and "hr.salary" in store
         assert [(i.id, i.version, i.steps, i.updated_at) for i in store.list()] == \
@@ -52,7 +54,7 @@ def test_the_old_store_reads_as_it_was_written(old_dir: Path) -> None:
         assert [(e.routine_id, e.text, e.source) for e in store.examples()] == \
             [("hr.leave", "Days of leave left for Bo", "seed"), ("hr.salary", "How much does Ana earn", "old")]
         assert store.example_counts() == {"hr.leave": 1, "hr.salary": 1}
-        assert [(e.text, e.source) for e in store.negatives()] == [("Tell me a joke", "offtopic")]
+        assert [(e.text, e.kind, e.source) for e in store.negatives()] == [("Tell me a joke", "", "offtopic")]
         assert store.examples_to_embed("m") == []  # their vectors are found under the same text hashes
         ids, examples = store.example_matrix("m")
         assert ids == ["hr.leave", "hr.salary"] and examples.tolist() == [[0, 1, 0, 1], [2, 1, 0, 1]]
@@ -76,6 +78,14 @@ def test_the_old_store_takes_writes(old_dir: Path) -> None:
         assert [e.text for e in store.examples()] == ["How much does Ana earn", "Pay of Bo"]
 
 
-def test_a_new_store_has_the_old_schema(old_dir: Path, tmp_path: Path) -> None:
+def test_the_old_store_once_migrated_has_a_new_stores_schema(old_dir: Path, tmp_path: Path) -> None:
     ProcedureStore.open(tmp_path / "new").close()
-    assert schema(tmp_path / "new" / STORE_FILE) == schema(old_dir / STORE_FILE)
+    ProcedureStore.open(old_dir).close()
+    new, old = schema(tmp_path / "new" / STORE_FILE), schema(old_dir / STORE_FILE)
+    assert [row[:2] for row in new] == [row[:2] for row in old]
+    # sqlite keeps the added column as ALTER TABLE wrote it: compare the columns, not the statement's text
+    with sqlite3.connect(tmp_path / "new" / STORE_FILE) as a, sqlite3.connect(old_dir / STORE_FILE) as b:
+        for _, name, _ in (row for row in new if row[0] == "table"):
+            assert a.execute(f"pragma table_info('{name}')").fetchall() == b.execute(f"pragma table_info('{name}')").fetchall()
+    a.close()
+    b.close()

@@ -23,9 +23,12 @@ def test_negatives_import_list_rm(cli: Cli, tmp_path: Path) -> None:
     path.write_text("".join(json.dumps({"question": q}) + "\n" for q in ("Tell me a joke", "Enrol me in the pension plan")),
                     encoding="utf-8")
     assert cli("routines", "negatives", "import", str(path)) == (0, "imported 2 negative question(s) from neg.jsonl\n", "")
-    assert cli("routines", "negatives", "import", str(path))[1] == \
-        "imported 0 negative question(s) from neg.jsonl, 2 already stored\n"
-    assert cli("routines", "negatives", "list")[1] == "Tell me a joke\tneg.jsonl\nEnrol me in the pension plan\tneg.jsonl\n"
+    assert cli("routines", "negatives", "import", str(path), "--kind", "uncovered")[1] == \
+        "imported 0 negative question(s) from neg.jsonl, 2 already stored\n"  # ...which now have a kind
+    assert cli("routines", "negatives", "list")[1] == \
+        "Tell me a joke\tuncovered\tneg.jsonl\nEnrol me in the pension plan\tuncovered\tneg.jsonl\n"
+    code, out, err = cli("routines", "negatives", "import", str(path), "--kind", "offtopic")
+    assert code == 2 and out == "" and "kind 'offtopic' is not one of 'unrelated', 'uncovered'" in err
     code, _, err = cli("routines", "negatives", "rm")
     assert code == 2 and "--source SOURCE or --all" in err
     assert cli("routines", "negatives", "rm", "--all")[1] == "deleted 2 negative question(s)\n"
