@@ -65,6 +65,8 @@ class ExampleImport:
     added: int
     existing: int
     skipped: dict[str, int]
+    relabelled: int = 0
+    """Negative questions already stored whose kind this import changed."""
 
 
 def example_hash(text: str) -> str:
@@ -94,7 +96,7 @@ def read_negatives(path: Path) -> list[Negative]:
                 f"{path.name} line {n}: a negative question needs the question in "
                 f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)} and no 'routine_id'"
             )
-        kind = row.get("kind") or ""
+        kind = "" if row.get("kind") is None else row["kind"]
         if kind not in NEGATIVE_KINDS:
             raise InvalidExampleError(f"{path.name} line {n}: kind {kind!r} is not one of "
                                       f"{', '.join(repr(k) for k in NEGATIVE_KINDS if k)} (or leave it out)")
@@ -197,22 +199,26 @@ class Questions:
         rows: dict[str, dict[str, Any]] = {}
         stamp = now()
         for raw in questions:
-            text, its_kind = (raw.text, raw.kind or kind) if isinstance(raw, Negative) else (raw, kind)
-            text = " ".join(str(text or "").split())
+            item = raw if isinstance(raw, Negative) else Negative(str(raw or ""))
+            text = " ".join(item.text.split())
+            its_kind = item.kind or kind
             if not text:
                 raise InvalidExampleError("a negative question cannot be empty")
             if its_kind not in NEGATIVE_KINDS:
                 raise InvalidExampleError(f"negative question kind {its_kind!r} is not one of "
                                           f"{', '.join(repr(k) for k in NEGATIVE_KINDS if k)} (or empty)")
             digest = example_hash(text)
-            rows[digest] = {"text_hash": digest, "text": text, "source": source, "kind": its_kind, "created_at": stamp}
+            rows[digest] = {"text_hash": digest, "text": text, "source": item.source or source, "kind": its_kind,
+                            "created_at": stamp}
         added = self._insert("negatives", rows.values())
-        for row in rows.values():  # a kind now said for a question stored without one
+        relabelled = 0
+        for row in rows.values():  # a kind given now is the one kept (an empty one changes nothing)
             if row["kind"]:
-                self.db.execute("update negatives set kind = ? where text_hash = ? and kind = ''",
-                                [row["kind"], row["text_hash"]])
-        log.info("stored %d negative question(s), %d already stored", added, len(rows) - added)
-        return ExampleImport(added=added, existing=len(rows) - added, skipped={})
+                relabelled += self.db.execute("update negatives set kind = ? where text_hash = ? and kind != ?",
+                                              [row["kind"], row["text_hash"], row["kind"]]).rowcount
+        log.info("stored %d negative question(s), %d already stored (%d given another kind)",
+                 added, len(rows) - added, relabelled)
+        return ExampleImport(added=added, existing=len(rows) - added, skipped={}, relabelled=relabelled)
 
     def negatives(self) -> list[Negative]:
         """Stored negative questions, in insertion order."""

@@ -244,19 +244,20 @@ class ProcedureStore:
     # ---- negative questions: what no Routine of this store serves ---------------------------------------
     def add_negatives(self, questions: Iterable[str | Negative], *, source: str = "", kind: str = "") -> ExampleImport:
         """Store questions that no Routine serves (retrieval abstains on questions closer to them than to any
-        Routine), all-or-nothing. ``kind`` (``unrelated``, ``uncovered`` or empty; a :class:`Negative` may carry
-        its own) says what they are, see :data:`memory.questions.NEGATIVE_KINDS`. A question already stored is
-        kept as it is, except that it takes a kind given now when it had none."""
+        Routine), all-or-nothing. ``kind`` (``unrelated``, ``uncovered`` or empty, see
+        :data:`memory.questions.NEGATIVE_KINDS`) is given to the questions that do not carry their own (a
+        :class:`Negative` may; so may its ``source``). A question already stored keeps its text and source and
+        takes the kind given now, if any (``relabelled`` counts them)."""
         with self._write():
             return self.questions.add_negatives(questions, source=source, kind=kind)
 
-    def import_negatives(self, path: str | Path, *, source: str | None = None) -> ExampleImport:
+    def import_negatives(self, path: str | Path, *, source: str | None = None, kind: str = "") -> ExampleImport:
         """Store the questions of a JSONL file (``.jsonl`` or ``.jsonl.gz``; the question in ``query``,
-        ``question`` or ``text``, optionally a ``kind``) as negatives. A line with a ``routine_id`` is refused:
-        it is an example."""
+        ``question`` or ``text``, optionally a ``kind``; ``kind`` for the lines without one) as negatives. A
+        line with a ``routine_id`` is refused: it is an example."""
         path = Path(path)
         negatives = read_negatives(path)
-        return self.add_negatives(negatives, source=source if source is not None else path.name)
+        return self.add_negatives(negatives, source=source if source is not None else path.name, kind=kind)
 
     def negatives(self) -> list[Negative]:
         """Stored negative questions, in insertion order."""
@@ -269,9 +270,13 @@ class ProcedureStore:
             self.vectors.prune_question_vectors()
         return n
 
-    def negative_matrix(self, model: str, kind: str | None = None) -> np.ndarray:
-        """The (n, dim) float32 matrix of the embedded negative questions for ``model`` (of one ``kind``)."""
-        return self.vectors.negative_matrix(model, kind)
+    def negative_matrix(self, model: str) -> np.ndarray:
+        """The (n, dim) float32 matrix of the embedded negative questions for ``model``."""
+        return self.vectors.negative_matrix(model)
+
+    def negative_kinds(self, model: str) -> tuple[list[str], np.ndarray]:
+        """The kinds of the embedded negative questions for ``model`` and their (n, dim) float32 matrix."""
+        return self.vectors.negative_kinds(model)
 
     # ---- tuned embedding adapters ---------------------------------------------------------------------
     def put_tuned_model(self, name: str, base_model: str, adapter: bytes, info: dict[str, Any]) -> None:

@@ -125,15 +125,18 @@ class VectorCache:
             [model],
         )
 
-    def negative_matrix(self, model: str, kind: str | None = None) -> np.ndarray:
-        """The (n, dim) float32 matrix of the embedded negative questions for ``model`` (of one ``kind``)."""
-        where, args = ("", [model]) if kind is None else (" where x.kind = ?", [model, kind])
+    def negative_matrix(self, model: str) -> np.ndarray:
+        """The (n, dim) float32 matrix of the embedded negative questions for ``model``."""
+        return self.negative_kinds(model)[1]
+
+    def negative_kinds(self, model: str) -> tuple[list[str], np.ndarray]:
+        """The kinds of the embedded negative questions for ``model`` and their (n, dim) float32 matrix."""
         return id_matrix(
             self.db,
-            "select x.text_hash, v.dim, v.vector from negatives x join example_vectors v "
-            f"on v.text_hash = x.text_hash and v.model = ?{where} order by x.rowid",
-            args,
-        )[1]
+            "select x.kind, v.dim, v.vector from negatives x join example_vectors v "
+            "on v.text_hash = x.text_hash and v.model = ? order by x.rowid",
+            [model],
+        )
 
     def prune_question_vectors(self) -> None:
         """Remove the vectors of texts that are no longer an example or a negative question."""

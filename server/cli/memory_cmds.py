@@ -24,17 +24,20 @@ def register(routines: typer.Typer) -> None:
         file: Annotated[Path, typer.Argument(help="JSONL: one object per line with the question in question (or query, "
                                                   "text) and optionally its kind: unrelated or uncovered.")],
         source: Annotated[str | None, typer.Option("--source", help="Label for them (default: the file name).")] = None,
-        kind: Annotated[str, typer.Option("--kind", help="Kind of the lines that say none: unrelated (off-topic) or "
-                                          "uncovered (in-domain, no Routine does it).")] = "",
+        kind: Annotated[str, typer.Option("--kind", help="Kind for the lines without a 'kind' field (a line's own "
+                                          "kind wins): unrelated (off-topic) or uncovered (in-domain, no Routine "
+                                          "does it).")] = "",
     ) -> None:
         """Store negative questions (all or none); they are embedded at the next retrieval."""
-        from memory.questions import Negative, read_negatives
+        from memory.questions import NEGATIVE_KINDS
 
+        if kind not in NEGATIVE_KINDS:
+            raise typer.BadParameter(f"--kind must be unrelated or uncovered, not {kind!r}")
         with open_store() as store:
-            questions = [Negative(q.text, q.kind or kind) for q in read_negatives(file)]
-            result = store.add_negatives(questions, source=source if source is not None else file.name)
+            result = store.import_negatives(file, source=source, kind=kind)
         typer.echo(f"imported {result.added} negative question(s) from {file.name}"
-                   + (f", {result.existing} already stored" if result.existing else ""))
+                   + (f", {result.existing} already stored" if result.existing else "")
+                   + (f", {result.relabelled} given another kind" if result.relabelled else ""))
 
     @negatives.command("list")
     def negatives_list(as_json: JsonOpt = False) -> None:

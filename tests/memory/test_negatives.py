@@ -87,24 +87,66 @@ def test_a_kind_is_checked_and_a_later_import_can_state_it(store: ProcedureStore
         store.import_negatives(path)
     with pytest.raises(InvalidExampleError, match="kind 'other'"):
         store.add_negatives(["Book me a flight"], kind="other")
+    path.write_text(json.dumps({"question": "Book me a flight", "kind": 0}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidExampleError, match="kind 0 is not one of"):
+        store.import_negatives(path)
     assert [(n.text, n.kind) for n in store.negatives()] == [("Tell me a joke", "")]  # nothing half-stored
-    store.add_negatives([Negative("Tell me a joke", "unrelated"), "Enrol me in the pension plan"], kind="uncovered")
-    store.add_negatives(["Enrol me in the pension plan"], kind="unrelated")  # a stated kind is kept
+
+    result = store.add_negatives([Negative("Tell me a joke", "unrelated"), "Enrol me in the pension plan",
+                                  Negative("Book me a flight", source="travel")], kind="uncovered", source="batch")
+    assert (result.added, result.existing, result.relabelled) == (2, 1, 1)
+    assert store.add_negatives(["Enrol me in the pension plan"], kind="unrelated").relabelled == 1  # the latest kind
+    assert store.add_negatives(["Enrol me in the pension plan"]).relabelled == 0  # no kind given: kept
     assert [(n.text, n.kind, n.source) for n in store.negatives()] == [
-        ("Tell me a joke", "unrelated", "seed"), ("Enrol me in the pension plan", "uncovered", "")]
+        ("Tell me a joke", "unrelated", "seed"), ("Enrol me in the pension plan", "unrelated", "batch"),
+        ("Book me a flight", "uncovered", "travel")]
+    path.write_text(json.dumps({"question": "Tell me a joke"}) + "\n"
+                    + json.dumps({"question": "Book me a flight", "kind": "unrelated"}) + "\n", encoding="utf-8")
+    result = store.import_negatives(path, kind="uncovered")  # a line's own kind wins over the default
+    assert (result.added, result.relabelled) == (0, 2)
+    assert {n.text: n.kind for n in store.negatives()} == {
+        "Tell me a joke": "uncovered", "Enrol me in the pension plan": "unrelated", "Book me a flight": "unrelated"}
 
 
-def test_uncovered_negatives_are_held_to_their_own_margin(store: ProcedureStore) -> None:
+def test_each_group_of_negatives_is_held_to_its_own_margin(store: ProcedureStore) -> None:
     """The same negative question refuses a question at ``negative_margin`` and lets it through at a lower
-    ``uncovered_margin`` once it is marked uncovered."""
+    ``uncovered_margin`` once it is marked uncovered; with both groups stored, the one asking for most decides
+    and the explanation names it."""
     question = "Please change the bank account my salary is paid into"
+    vector = HashEmbedder().embed([question])[0]
     negative = "Change the bank account my salary is paid into"
     retriever = Retriever(store, HashEmbedder(), threshold=0.0, negative_margin=0.0, uncovered_margin=-2.0)
     store.add_negatives([negative])
-    assert retriever.retrieve(question).abstained
-    near = retriever.negative_scores(HashEmbedder().embed([question])[0])
-    assert list(near) == [""] and retriever.negative_bar(HashEmbedder().embed([question])[0]) == near[""]
-    store.delete_negatives()
+    refused = retriever.retrieve(question)
+    assert refused.abstained and refused.negative_kind == "unrelated"  # no kind: held like an unrelated one
+    assert "as close to questions no Routine serves" in refused.explain()
+    group, score, needed = retriever.negative_limit(vector)
+    assert group == "unrelated" and needed == score == retriever.negative_score(vector) > 0.5
+
     store.add_negatives([negative], kind="uncovered")
     assert not retriever.retrieve(question).abstained
-    assert list(retriever.negative_scores(HashEmbedder().embed([question])[0])) == ["uncovered"]
+    assert list(retriever.negative_scores(vector)) == ["uncovered"]
+
+    store.add_negatives(["Tell me a joke about bank accounts"], kind="unrelated")  # far, but its margin is high
+    retriever.negative_margin = 0.9
+    both = retriever.retrieve(question)
+    assert set(retriever.negative_scores(vector)) == {"uncovered", "unrelated"}
+    assert both.abstained and both.negative_kind == "unrelated"
+    assert both.negative_score == pytest.approx(retriever.negative_scores(vector)["unrelated"])
+    retriever.negative_margin, retriever.uncovered_margin = -2.0, 0.0
+    uncovered = retriever.retrieve(question)
+    assert uncovered.abstained and uncovered.negative_kind == "uncovered"
+    assert "as close to requests no Routine covers" in uncovered.explain()
+
+
+def test_negative_groups_on_the_float16_path(store: ProcedureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import memory.matrix
+
+    monkeypatch.setattr(memory.matrix, "HALF_FROM", 1)
+    store.add_negatives(["Change the bank account my salary is paid into"], kind="uncovered")
+    store.add_negatives(["Tell me a joke"], kind="unrelated")
+    retriever = Retriever(store, HashEmbedder(), threshold=0.0)
+    vector = HashEmbedder().embed(["Please change the bank account my salary is paid into"])[0]
+    scores = retriever.negative_scores(vector)
+    exact = float(store.negative_matrix(retriever.embedder.name)[0] @ vector)
+    assert set(scores) == {"uncovered", "unrelated"} and scores["uncovered"] == pytest.approx(exact, abs=1e-3)

@@ -1,4 +1,5 @@
-"""A store file written before ``ProcedureStore`` was split into modules (issue 19) opens and works unchanged.
+"""A store file written before ``ProcedureStore`` was split into modules (issue 19) opens, takes the
+migrations written since (a ``kind`` for negative questions) and works.
 
 ``tests/fixtures/store_before_split.sql`` is the ``sqlite3 .dump`` of a store written by the single-module
 ``memory/store.py`` (commit cf15b23): two Routines (one with two versions), Routine vectors, example and

@@ -24,11 +24,16 @@ def test_negatives_import_list_rm(cli: Cli, tmp_path: Path) -> None:
                     encoding="utf-8")
     assert cli("routines", "negatives", "import", str(path)) == (0, "imported 2 negative question(s) from neg.jsonl\n", "")
     assert cli("routines", "negatives", "import", str(path), "--kind", "uncovered")[1] == \
-        "imported 0 negative question(s) from neg.jsonl, 2 already stored\n"  # ...which now have a kind
+        "imported 0 negative question(s) from neg.jsonl, 2 already stored, 2 given another kind\n"
     assert cli("routines", "negatives", "list")[1] == \
         "Tell me a joke\tuncovered\tneg.jsonl\nEnrol me in the pension plan\tuncovered\tneg.jsonl\n"
+    listed = json.loads(cli("routines", "negatives", "list", "--json")[1])
+    assert listed[0] == {"text": "Tell me a joke", "kind": "uncovered", "source": "neg.jsonl"}
+    path.write_text(json.dumps({"question": "Tell me a joke", "kind": "unrelated"}) + "\n", encoding="utf-8")
     code, out, err = cli("routines", "negatives", "import", str(path), "--kind", "offtopic")
-    assert code == 2 and out == "" and "kind 'offtopic' is not one of 'unrelated', 'uncovered'" in err
+    assert code == 2 and out == "" and "--kind must be unrelated or uncovered, not 'offtopic'" in err
+    assert cli("routines", "negatives", "import", str(path), "--kind", "uncovered")[1].endswith(
+        "1 already stored, 1 given another kind\n")  # the line's own kind wins
     code, _, err = cli("routines", "negatives", "rm")
     assert code == 2 and "--source SOURCE or --all" in err
     assert cli("routines", "negatives", "rm", "--all")[1] == "deleted 2 negative question(s)\n"
