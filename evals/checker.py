@@ -39,6 +39,7 @@ from routines.backends.base import ToolSpec
 from routines.calls import CallParseError, ToolCall, parse_tool_call
 
 Category = Literal[
+    "context",
     "structural",
     "tool.prose",
     "tool.count",

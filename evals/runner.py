@@ -36,6 +36,7 @@ from evals.decompose import Sample
 from routines.backends.base import Backend, BaseBackend, Completion, Constraint, Message, ToolSpec
 from routines.backends.process import ProcessBackend, start_all
 from routines.backends.scripted import ScriptedBackend
+from routines.errors import PromptTooLong
 from routines.executor import ExecutorConfig
 from routines.run_config import ConstrainMode, constrain_mode
 
@@ -104,6 +105,12 @@ def progress_bar(total: int, enabled: bool, desc: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, disable=not enabled, file=sys.stderr, unit="step", desc=desc, dynamic_ncols=True)
+
+
+def _too_long(sample: Sample, reason: str) -> SampleResult:
+    """A sample whose prompt does not fit the model's context: nothing was generated, and it counts as wrong."""
+    verdict = Verdict(structural=False, tool=None, parameters=None, overall=False, category="context", detail=reason)
+    return SampleResult(sample, "", verdict, meta={"finish_reason": "context"})
 
 
 def _judge(sample: Sample, completion: Completion) -> SampleResult:
@@ -175,14 +182,25 @@ async def run_samples(
     position = {id(samples[i]): i for i in ordered}
 
     async def run_chunk(lane: Backend, chunk: list[Sample]) -> None:
-        """One ``complete_batch`` per constraint: the samples of a chunk that admit the same tools."""
+        """One ``complete_batch`` per constraint: the samples of a chunk that admit the same tools. Samples
+        whose prompt does not fit the model are scored wrong (category ``context``) and the rest sent again."""
         for group in constraint_groups(chunk, options.constrain):
             constraint = sample_constraint(group[0], options.constrain)
-            completions = await lane.complete_batch(  # type: ignore[attr-defined]
-                [s.messages() for s in group], constraint=constraint, max_tokens=options.max_tokens
-            )
-            for sample, completion in zip(group, completions, strict=True):
-                done(position[id(sample)], _judge(sample, completion))
+            while group:
+                try:
+                    completions = await lane.complete_batch(  # type: ignore[attr-defined]
+                        [s.messages() for s in group], constraint=constraint, max_tokens=options.max_tokens
+                    )
+                except PromptTooLong as exc:
+                    if not exc.indices:
+                        raise
+                    for i in exc.indices:
+                        done(position[id(group[i])], _too_long(group[i], str(exc)))
+                    group = [s for i, s in enumerate(group) if i not in set(exc.indices)]
+                    continue
+                for sample, completion in zip(group, completions, strict=True):
+                    done(position[id(sample)], _judge(sample, completion))
+                break
 
     try:
         if all(batches_for_real(lane) for lane in lanes):
@@ -199,9 +217,13 @@ async def run_samples(
                 sample = samples[i]
                 async with limit:
                     constraint = sample_constraint(sample, options.constrain)
-                    completion = await lane.complete(
-                        sample.messages(), constraint=constraint, max_tokens=options.max_tokens
-                    )
+                    try:
+                        completion = await lane.complete(
+                            sample.messages(), constraint=constraint, max_tokens=options.max_tokens
+                        )
+                    except PromptTooLong as exc:
+                        done(i, _too_long(sample, str(exc)))
+                        return
                 done(i, _judge(sample, completion))
 
             async with anyio.create_task_group() as tg:

@@ -31,6 +31,18 @@ class CallerError(RoutineError, ValueError):
     """The request or the Routine must be fixed by whoever sent it."""
 
 
+class PromptTooLong(CallerError):
+    """A conversation does not fit the model's context window. ``indices``: which conversations of the
+    request (all of them are checked before anything is decoded)."""
+
+    def __init__(self, message: str, indices: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.indices = tuple(indices)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles with its indices (worker processes send it back)
+        return (type(self), (str(self), self.indices))
+
+
 class RoutineParseError(CallerError):
     """The text has no step lines, or a line that looks like a step cannot be read. Says which line."""
 

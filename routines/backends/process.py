@@ -17,7 +17,8 @@ the child imports it afresh::
 The child builds the backend once and, with ``warm=True``, loads it before reporting ready (it touches
 ``backend.loaded``, which makes ``TransformersBackend`` load its model), so :meth:`ProcessBackend.start` of
 several workers lets their loads overlap. An exception in the child is raised in the parent as a
-:class:`WorkerError` carrying the child's traceback; a child that dies (crash, out of memory) makes the
+:class:`WorkerError` carrying the child's traceback, except a :class:`routines.errors.CallerError` (the request
+must change, say a prompt too long: :class:`routines.errors.PromptTooLong`), which is raised as itself; a child that dies (crash, out of memory) makes the
 pending call raise a :class:`WorkerError` with its exit code.
 """
 
@@ -37,7 +38,7 @@ import anyio
 import anyio.to_thread
 
 from routines.backends.base import BaseBackend, Completion, Constraint, Message
-from routines.errors import WorkerError
+from routines.errors import CallerError, WorkerError
 
 Factory = Callable[..., Any]
 """A module-level callable returning a backend; it must be importable by name in a fresh interpreter."""
@@ -49,11 +50,12 @@ EXIT_TIMEOUT_S = 10.0
 # ---- the child --------------------------------------------------------------------------------------
 
 
-def _describe(exc: BaseException) -> dict[str, str]:
+def _describe(exc: BaseException) -> dict[str, Any]:
     return {
         "type": type(exc).__qualname__,
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(exc)),
+        "caller_error": exc if isinstance(exc, CallerError) else None,  # raised as itself in the parent
     }
 
 
@@ -249,6 +251,8 @@ class ProcessBackend(BaseBackend):
             self._check_usable()
             status, payload = await self._exchange((op, args))
         if status == "error":
+            if isinstance(payload.get("caller_error"), CallerError):
+                raise payload["caller_error"]
             raise WorkerError(self._remote_text("raised", payload))
         return payload
 
@@ -289,7 +293,7 @@ class ProcessBackend(BaseBackend):
         process.join(1.0)
         raise WorkerError(f"the worker process {process.pid} ({self.name}) died with {_exit_text(process.exitcode)}")
 
-    def _remote_text(self, what: str, payload: dict[str, str]) -> str:
+    def _remote_text(self, what: str, payload: dict[str, Any]) -> str:
         return (
             f"the worker process {self.pid} ({self.name}) {what}: {payload['type']}: {payload['message']}\n\n"
             f"worker traceback:\n{payload['traceback']}"

@@ -43,7 +43,7 @@ from routines.backends.batching import GroupDecoder, Row
 from routines.backends.chat import chat_messages, encode_prompt  # noqa: F401 - chat_messages is public here too
 from routines.backends.decoder import Decoder, common_prefix
 from routines.backends.kept import Kept, pick_kept
-from routines.errors import ModelLoadError
+from routines.errors import ModelLoadError, PromptTooLong
 
 logger = logging.getLogger(__name__)
 
@@ -278,11 +278,15 @@ class TransformersBackend(BaseBackend):
             rows = sorted((Row(i, lm.encode(c)) for i, c in enumerate(conversations)), key=lambda r: r.ids)
             for row in rows:
                 row.budget = min(max_tokens, lm.decoder.max_positions - len(row.ids))
-                if row.budget < 1:
-                    raise ValueError(
-                        f"conversation {row.index} is {len(row.ids)} tokens long; the model takes at most "
-                        f"{lm.decoder.max_positions - 1}: shorten the prompt (fewer tools, shorter history)"
-                    )
+            too_long = sorted((row for row in rows if row.budget < 1), key=lambda r: r.index)
+            if too_long:
+                first = too_long[0]
+                raise PromptTooLong(
+                    f"conversation {first.index} is {len(first.ids)} tokens long; the model takes at most "
+                    f"{lm.decoder.max_positions - 1}: shorten the prompt (fewer tools, shorter history)"
+                    + (f" ({len(too_long)} conversations are too long)" if len(too_long) > 1 else ""),
+                    tuple(row.index for row in too_long),
+                )
             for group in self._groups(rows):
                 for row, completion in zip(
                     group, self._run_group(lm, group, active, max_tokens), strict=True

@@ -282,6 +282,31 @@ async def test_workers_that_do_not_batch_get_one_sample_per_request(tset: Trajec
         batches_for_real(ProcessBackend(echo_backend))
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("batching", [True, False])
+async def test_a_prompt_too_long_for_the_model_is_scored_wrong_and_the_run_goes_on(
+    tset: TrajectorySet, batching: bool
+) -> None:
+    """Through a worker process, as ``routine eval --workers`` runs: the samples whose conversation does not
+    fit are category ``context`` (nothing generated), the others are answered as before."""
+    samples = branch_samples(tset)
+    sizes = sorted(sum(len(m.content) for m in s.messages()) for s in samples)
+    context = sizes[len(sizes) // 2]
+    worker = ProcessBackend(echo_backend, batching=batching, answers=oracle_answers(samples), context=context)
+    try:
+        results = await run_samples(samples, worker, RunOptions(constrain="routine", chunk=4, progress=False))
+    finally:
+        await close_all([worker])
+    assert [r.sample.id for r in results] == [s.id for s in samples]
+    for r in results:
+        fits = sum(len(m.content) for m in r.sample.messages()) <= context
+        assert r.verdict.overall == fits
+        if not fits:
+            assert (r.verdict.category, r.output, r.meta) == ("context", "", {"finish_reason": "context"})
+            assert "longer than" in r.verdict.detail
+    assert 0 < sum(r.verdict.category == "context" for r in results) < len(results)
+
+
 @pytest.mark.parametrize("tools_in_prompt", ["routine", "all"])
 async def test_an_end_to_end_run_sends_exactly_the_per_step_samples(tset: TrajectorySet, tools_in_prompt: str) -> None:
     catalog = eval_toy.catalog()

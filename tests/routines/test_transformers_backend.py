@@ -278,6 +278,17 @@ def test_a_conversation_in_between_keeps_the_runs_prefix(backend: Any) -> None:
 
 
 @pytest.mark.model
+def test_conversations_too_long_for_the_model_are_named_before_anything_is_decoded(backend: Any) -> None:
+    from routines.errors import PromptTooLong
+
+    limit = backend.loaded.decoder.max_positions
+    long = conversation("word " * limit)
+    with pytest.raises(PromptTooLong, match="the model takes at most 8191.*2 conversations are too long") as info:
+        backend.generate([conversation(QUERIES[0]), long, long], max_tokens=4)
+    assert info.value.indices == (1, 2)
+
+
+@pytest.mark.model
 @pytest.mark.anyio
 async def test_batch_equals_one_by_one(backend: Any) -> None:
     from routines.backends.transformers import TransformersBackend
