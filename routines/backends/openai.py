@@ -21,7 +21,7 @@ import openai
 from routines.backends.base import BaseBackend, Completion, Constraint, Message, Stopwatch, ToolSpec
 from routines.backends.schema import call_schema, capped
 from routines.calls import CallParseError, parse_tool_call
-from routines.errors import ModelEndpointError
+from routines.errors import ModelEndpointError, PromptTooLong
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,9 @@ class OpenAIBackend(BaseBackend):
         except openai.APIConnectionError as exc:
             raise ModelEndpointError(f"model endpoint unreachable ({self.client.base_url}): {exc}") from exc
         except openai.APIStatusError as exc:
+            if exc.status_code == 400 and (getattr(exc, "code", None) == "context_length_exceeded"
+                                           or "maximum context length" in str(exc.message).lower()):
+                raise PromptTooLong(f"the model endpoint says the prompt is too long: {exc.message}", (0,)) from exc
             raise ModelEndpointError(f"model endpoint answered {exc.status_code}: {exc.message}") from exc
         choice = response.choices[0].message
         text = choice.content or ""

@@ -185,6 +185,19 @@ async def test_an_endpoint_error_status_says_what_the_endpoint_answered() -> Non
         await endpoint.backend().complete(MESSAGES)
 
 
+async def test_a_prompt_too_long_for_the_endpoints_model_is_a_prompt_too_long() -> None:
+    """vLLM answers 400 with "This model's maximum context length is ..."; the evaluation scores such a
+    sample wrong instead of stopping (evals.runner)."""
+    from routines.errors import PromptTooLong
+
+    message = ("This model's maximum context length is 8192 tokens. However, you requested 9000 tokens (8488 in "
+               "the messages, 512 in the completion). Please reduce the length of the messages or completion.")
+    endpoint = FakeEndpoint(lambda request: httpx2.Response(400, json={"error": {"message": message}}))
+    with pytest.raises(PromptTooLong, match="prompt is too long: .*This model.s maximum context length") as info:
+        await endpoint.backend().complete(MESSAGES)
+    assert info.value.indices == (0,)
+
+
 async def test_an_unreachable_endpoint_says_where_it_looked() -> None:
     def refuse(request: httpx2.Request) -> httpx2.Response:
         raise httpx2.ConnectError("connection refused", request=request)
