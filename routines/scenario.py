@@ -98,6 +98,16 @@ class Scenario:
     def queries(self, split: str) -> list[dict[str, Any]]:
         return self._data(self.manifest.get("queries", "data/queries_{split}.jsonl").format(split=split))
 
+    def extraction_examples(self) -> list[dict[str, Any]]:
+        """Extra input-extraction training examples (``routine_id``, ``query``, every input in ``inputs``, null
+        where the question does not write it): the files the manifest's ``extraction_examples`` lists, train
+        data only (say, first-person questions that never write the asker's name)."""
+        rows = []
+        for relative in self.manifest.get("extraction_examples", []):
+            for n, row in enumerate(self._data(relative), start=1):
+                rows.append({"id": f"{Path(relative).stem}-{n}", **row})
+        return rows
+
     def gold(self, split: str) -> list[dict[str, Any]]:
         return self._data(self.manifest.get("gold", "data/gold_{split}.jsonl").format(split=split))
 

@@ -125,10 +125,12 @@ def load_sequences(config: TrainConfig, tokenizer: Any) -> list[TrainSequence]:
 
 def extraction_queries(scenario: Any, split: str, variants: int, seed: int) -> list[dict[str, Any]]:
     """The split's queries, then ``variants`` copies of each that writes a multi-word input value: reworded
-    where the scenario has other phrasings, with made-up values in place of the written ones."""
+    where the scenario has other phrasings, with made-up values in place of the written ones; for the train
+    split, the scenario's extra extraction examples last (:meth:`routines.scenario.Scenario.extraction_examples`)."""
     queries = list(scenario.queries(split))
+    extra_examples = scenario.extraction_examples() if split == "train" else []
     if variants <= 0:
-        return queries
+        return queries + extra_examples
     reworded, _ = augment(queries, variants, seed=seed, templates=scenario_templates(scenario))
     by_origin: dict[str, list[dict[str, Any]]] = {}
     for q in reworded:
@@ -140,7 +142,7 @@ def extraction_queries(scenario: Any, split: str, variants: int, seed: int) -> l
         for n, base in enumerate(bases, start=1):
             for copy in entity_variants([base], 1, seed=seed + n - 1, pools=pools):
                 extra.append({**copy, "id": f"{q.get('id')}~x{n}", "augmented_from": q.get("id")})
-    return queries + extra
+    return queries + extra + extra_examples
 
 
 def epoch_order(n: int, epoch: int, seed: int) -> list[int]:
