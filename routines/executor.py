@@ -34,7 +34,7 @@ from routines.backends.schema import pin_arguments
 from routines.bindings import BindingError, RunState, is_bound, resolvable_args, resolve_args
 from routines.calls import CallParseError, ToolCall, parse_tool_call
 from routines.cursor import Cursor, choose_branch, open_branches
-from routines.errors import CallerError, DownstreamError, ModelCallError, RunFailed
+from routines.errors import CallerError, DownstreamError, ModelCallError, PromptTooLong, RunFailed
 from routines.inputs import extract_inputs, missing_inputs
 from routines.model import Routine, Step
 from routines.prompt import build_messages, build_system_prompt, observation_text
@@ -171,6 +171,8 @@ class Executor:
             error, error_kind = str(exc), "downstream"
         except ConnectionError as exc:  # backends raise it when the model endpoint cannot answer
             error, error_kind = f"model backend: {exc}", "backend"
+        except PromptTooLong as exc:  # the run's conversation outgrew the model: shorter outputs or a larger model
+            error, error_kind = f"model context: {exc}", "context"
         except anyio.get_cancelled_exc_class():  # the caller went away or cancelled: not an internal error
             if self.runlog is not None and run_id is not None:
                 self.runlog.finish_run(run_id, status="cancelled", answer=run.answer,

@@ -445,3 +445,23 @@ async def test_a_backend_bug_is_raised_and_the_run_log_still_closes_the_run(hub:
     assert row["error"].startswith("internal error: RuntimeError: ScriptedBackend ran out of replies")
 
 
+
+
+async def test_a_conversation_too_long_for_the_model_fails_the_run_and_says_so(hub: ToolHub, runlog: RunLog) -> None:
+    """Not an internal error: the run is failed and logged with what to change."""
+    from memory.variables import VariableMemory
+    from routines.backends.base import BaseBackend, Completion, Constraint
+    from routines.errors import PromptTooLong
+    from routines.executor import Executor
+
+    class SmallContext(BaseBackend):
+        name = "small-context"
+
+        async def complete(self, messages: Any, *, constraint: Constraint | None = None, max_tokens: int = 512) -> Completion:
+            raise PromptTooLong("conversation 0 is 9000 tokens long; the model takes at most 8191", (0,))
+
+    executor = Executor(hub, SmallContext(), ExecutorConfig(extract_inputs=False), runlog, variables=VariableMemory)
+    result = await executor.run(SALARY, "Ada's salary", user_id="u-hr", mode="model")
+    assert not result.ok and result.error_kind == "context"
+    assert (result.error or "").startswith("model context: conversation 0 is 9000 tokens long")
+    assert runlog.get_run(result.run_id or "")["status"] == "failed"
