@@ -16,6 +16,7 @@ continues from it, so a run longer than a session finishes in the next. Next to 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -145,6 +146,15 @@ def extraction_queries(scenario: Any, split: str, variants: int, seed: int) -> l
     return queries + extra + extra_examples
 
 
+def data_digest(sequences: list[TrainSequence]) -> str:
+    """What the run trains on, in order: a hash of each sequence's id and token ids (a resumed run compares it)."""
+    h = hashlib.sha256()
+    for seq in sequences:
+        h.update(f"{seq.id}\t{len(seq)}\t".encode())
+        h.update(",".join(map(str, seq.input_ids)).encode())
+    return h.hexdigest()[:16]
+
+
 def epoch_order(n: int, epoch: int, seed: int) -> list[int]:
     order = list(range(n))
     random.Random(f"{seed}:{epoch}").shuffle(order)
@@ -256,11 +266,15 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     per_epoch = math.ceil(len(sequences) / (accum * world))
     total = config.max_steps or max(1, math.ceil(per_epoch * config.epochs))
     step, tokens_done, started_s = 0, 0, 0.0
+    digest = data_digest(sequences)
     if resume:
         state = torch.load(ckpt / "state.pt", weights_only=False)
         model.load_state_dict(state["trainable"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         step, tokens_done, started_s = state["step"], state["tokens"], state["seconds"]
+        if state.get("data") not in (None, digest):
+            log.warning("the training data changed since the checkpoint (%s sequences then, %d now): the run goes "
+                        "on over the new data, in another order", state.get("sequences", "?"), len(sequences))
         if total < step:
             raise CallerError(f"--max-steps {total} is below the {step} steps this run has done; "
                               f"give at least {step}")
@@ -310,7 +324,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
             bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=row["tokens_per_s"])
             bar.update(1)
             if step % config.save_every == 0 or step == total:
-                _save(accelerator, model, optimizer, tokenizer, config, out, step, tokens_done, started_s + elapsed)
+                _save(accelerator, model, optimizer, tokenizer, config, out, step, tokens_done, started_s + elapsed,
+                      {"data": digest, "sequences": len(sequences)})
     bar.close()
     if keep is not None:
         keep["model"] = accelerator.unwrap_model(model)
@@ -323,7 +338,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
 
 
 def _save(accelerator: Any, model: Any, optimizer: Any, tokenizer: Any, config: TrainConfig, out: Path, step: int,
-          tokens: int, seconds: float) -> None:
+          tokens: int, seconds: float, data: dict[str, Any]) -> None:
     """The adapter (usable as it is) and, beside it, the state to resume from."""
     import torch
 
@@ -335,7 +350,7 @@ def _save(accelerator: Any, model: Any, optimizer: Any, tokenizer: Any, config: 
     ckpt.mkdir(exist_ok=True)
     tmp = ckpt / "state.pt.tmp"
     torch.save({"trainable": trainable_state(unwrapped), "optimizer": optimizer.state_dict(), "step": step,
-                "tokens": tokens, "seconds": seconds}, tmp)
+                "tokens": tokens, "seconds": seconds, **data}, tmp)
     tmp.replace(ckpt / "state.pt")
     (ckpt / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
 

@@ -4,6 +4,7 @@ only, and a tiny LoRA run moves the adapter and not the base weights (trl's way 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,9 @@ def test_presets_read_and_schedule_warms_up_then_decays() -> None:
 
 
 @pytest.mark.model
-async def test_a_tiny_run_moves_the_adapter_not_the_base_and_resumes(toy_dataset: Path, tmp_path: Path) -> None:
+async def test_a_tiny_run_moves_the_adapter_not_the_base_and_resumes(
+    toy_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import torch
 
     from trainer.train import load_base
@@ -105,7 +108,13 @@ async def test_a_tiny_run_moves_the_adapter_not_the_base_and_resumes(toy_dataset
     assert train(TrainConfig(out=config.out), resume=True, progress=False)["steps"] == 2
     with pytest.raises(CallerError, match="can change only max_steps.*not lr"):
         train(TrainConfig(out=config.out), resume=True, progress=False, overrides={"lr": 1.0})
-    assert train(TrainConfig(out=config.out), resume=True, progress=False, overrides={"max_steps": 3})["steps"] == 3
+    state_path = out / "checkpoint" / "state.pt"
+    state = torch.load(state_path, weights_only=False)
+    assert len(state["data"]) == 16 and state["sequences"] == summary["sequences"]
+    torch.save({**state, "data": "other data"}, state_path)  # as if the dataset had changed since
+    with caplog.at_level(logging.WARNING, logger="trainer.train"):
+        assert train(TrainConfig(out=config.out), resume=True, progress=False, overrides={"max_steps": 3})["steps"] == 3
+    assert "the training data changed since the checkpoint" in caplog.text
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
