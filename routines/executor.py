@@ -89,8 +89,7 @@ class _Run:
     calls: list[Call] = field(default_factory=list)
     attempts: list[StepRecord] = field(default_factory=list)
     answer: str | None = None
-    candidates: list[Step] = field(default_factory=list)
-    """The steps the cursor allows now."""
+    candidates: list[Step] = field(default_factory=list)  # the steps the cursor allows now
 
 
 class Executor:
@@ -169,10 +168,9 @@ class Executor:
             error, error_kind = str(exc), (exc.result or "model")
         except DownstreamError as exc:
             error, error_kind = str(exc), "downstream"
-        except ConnectionError as exc:  # backends raise it when the model endpoint cannot answer
-            error, error_kind = f"model backend: {exc}", "backend"
-        except PromptTooLong as exc:  # the run's conversation outgrew the model: shorter outputs or a larger model
-            error, error_kind = f"model context: {exc}", "context"
+        except (ConnectionError, PromptTooLong) as exc:  # the endpoint cannot answer; the run outgrew the context
+            error, error_kind = ((f"model context: {exc}", "context") if isinstance(exc, PromptTooLong)
+                                 else (f"model backend: {exc}", "backend"))
         except anyio.get_cancelled_exc_class():  # the caller went away or cancelled: not an internal error
             if self.runlog is not None and run_id is not None:
                 self.runlog.finish_run(run_id, status="cancelled", answer=run.answer,
