@@ -194,9 +194,10 @@ async def run_samples(
                 except PromptTooLong as exc:
                     if not exc.indices:
                         raise
-                    for i in exc.indices:
+                    too_long = set(exc.indices)
+                    for i in sorted(too_long):
                         done(position[id(group[i])], _too_long(group[i], str(exc)))
-                    group = [s for i, s in enumerate(group) if i not in set(exc.indices)]
+                    group = [s for i, s in enumerate(group) if i not in too_long]
                     continue
                 for sample, completion in zip(group, completions, strict=True):
                     done(position[id(sample)], _judge(sample, completion))

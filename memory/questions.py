@@ -48,6 +48,14 @@ question to a lower margin against ``uncovered`` ones, which sit close to what t
 (:mod:`memory.retrieval`)."""
 
 
+def check_kind(kind: Any, where: str = "") -> str:
+    """``kind`` when it is one of :data:`NEGATIVE_KINDS`, else an InvalidExampleError saying what to write."""
+    if kind not in NEGATIVE_KINDS:
+        raise InvalidExampleError(f"{where}kind {kind!r} is not one of "
+                                  f"{', '.join(repr(k) for k in NEGATIVE_KINDS if k)} (or leave it out)")
+    return str(kind)
+
+
 @dataclass(frozen=True)
 class Negative:
     """A question no Routine of the store serves."""
@@ -96,10 +104,7 @@ def read_negatives(path: Path) -> list[Negative]:
                 f"{path.name} line {n}: a negative question needs the question in "
                 f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)} and no 'routine_id'"
             )
-        kind = "" if row.get("kind") is None else row["kind"]
-        if kind not in NEGATIVE_KINDS:
-            raise InvalidExampleError(f"{path.name} line {n}: kind {kind!r} is not one of "
-                                      f"{', '.join(repr(k) for k in NEGATIVE_KINDS if k)} (or leave it out)")
+        kind = check_kind("" if row.get("kind") is None else row["kind"], f"{path.name} line {n}: ")
         negatives.append(Negative(text, kind))
     return negatives
 
@@ -198,15 +203,13 @@ class Questions:
         """Store negative questions (see ``ProcedureStore.add_negatives``)."""
         rows: dict[str, dict[str, Any]] = {}
         stamp = now()
+        check_kind(kind, "negative question ")
         for raw in questions:
             item = raw if isinstance(raw, Negative) else Negative(str(raw or ""))
             text = " ".join(item.text.split())
-            its_kind = item.kind or kind
+            its_kind = check_kind(item.kind or kind, "negative question ")
             if not text:
                 raise InvalidExampleError("a negative question cannot be empty")
-            if its_kind not in NEGATIVE_KINDS:
-                raise InvalidExampleError(f"negative question kind {its_kind!r} is not one of "
-                                          f"{', '.join(repr(k) for k in NEGATIVE_KINDS if k)} (or empty)")
             digest = example_hash(text)
             rows[digest] = {"text_hash": digest, "text": text, "source": item.source or source, "kind": its_kind,
                             "created_at": stamp}

@@ -29,10 +29,6 @@ def register(routines: typer.Typer) -> None:
                                           "does it).")] = "",
     ) -> None:
         """Store negative questions (all or none); they are embedded at the next retrieval."""
-        from memory.questions import NEGATIVE_KINDS
-
-        if kind not in NEGATIVE_KINDS:
-            raise typer.BadParameter(f"--kind must be unrelated or uncovered, not {kind!r}")
         with open_store() as store:
             result = store.import_negatives(file, source=source, kind=kind)
         typer.echo(f"imported {result.added} negative question(s) from {file.name}"

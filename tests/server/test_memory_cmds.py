@@ -31,7 +31,7 @@ def test_negatives_import_list_rm(cli: Cli, tmp_path: Path) -> None:
     assert listed[0] == {"text": "Tell me a joke", "kind": "uncovered", "source": "neg.jsonl"}
     path.write_text(json.dumps({"question": "Tell me a joke", "kind": "unrelated"}) + "\n", encoding="utf-8")
     code, out, err = cli("routines", "negatives", "import", str(path), "--kind", "offtopic")
-    assert code == 2 and out == "" and "--kind must be unrelated or uncovered, not 'offtopic'" in err
+    assert code == 2 and out == "" and "kind 'offtopic' is not one of 'unrelated', 'uncovered'" in err
     assert cli("routines", "negatives", "import", str(path), "--kind", "uncovered")[1].endswith(
         "1 already stored, 1 given another kind\n")  # the line's own kind wins
     code, _, err = cli("routines", "negatives", "rm")
