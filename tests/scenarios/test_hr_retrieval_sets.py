@@ -17,7 +17,7 @@ DATA = Path(__file__).resolve().parents[2] / "scenarios" / "hr" / "data"
 
 
 HELDOUT = ("heldout_retrieval.jsonl", "heldout_retrieval_v2.jsonl", "heldout_retrieval_v3.jsonl",
-           "heldout_retrieval_v4.jsonl")
+           "heldout_retrieval_v4.jsonl", "heldout_retrieval_v5.jsonl")
 ROUTINES = {p.stem for p in (DATA.parent / "routines").glob("*.json")}
 
 
@@ -51,11 +51,11 @@ def test_no_heldout_set_repeats_another() -> None:
             assert not texts(name) & texts(other), (name, other)
 
 
-@pytest.mark.parametrize("name", ["heldout_retrieval_v3.jsonl", "heldout_retrieval_v4.jsonl"])
+@pytest.mark.parametrize("name", ["heldout_retrieval_v3.jsonl", "heldout_retrieval_v4.jsonl", "heldout_retrieval_v5.jsonl"])
 def test_a_blind_heldout_set_has_no_near_copy_of_what_the_store_learns_from(name: str) -> None:
     """Near copies ("What is the capital of Australia?" / "What's the capital of Australia?": 0.97) flatter a
     held-out number; the second set had three with negatives written at the same time (docs/procedure-memory.md).
-    The third and fourth sets must have none at 0.9 (punctuation and case ignored)."""
+    The third set on must have none at 0.9 (punctuation and case ignored)."""
     def norm(text: str) -> str:
         return " ".join(re.sub(r"[^a-z0-9 ]+", "", text.casefold()).split())
 
