@@ -1,15 +1,18 @@
-"""Retrieval on questions no template wrote: the held-out HR set (scenarios/hr/data/heldout_retrieval.jsonl, 140
-in-scope questions written apart from the query templates, 24 unrelated and 24 uncovered HR requests that must
-be refused) and the template test split, for each way of setting up the store.
+"""Retrieval on questions no template wrote: a held-out HR set (``--heldout``, default the newest, never learned:
+scenarios/hr/data/heldout_retrieval_v5.jsonl, in-scope questions written apart from the query templates and
+unrelated and uncovered HR requests that must be refused) and the template test split, for each way of setting
+up the store.
 
     .venv/bin/python benchmarks/bench_heldout.py                       # every set-up, about 5 minutes here
     .venv/bin/python benchmarks/bench_heldout.py --setups routines,examples
 
 Set-ups, each adding to the one before (what `routine demo` does is the last):
 - ``routines``: the seven HR Routines only;
-- ``examples``: plus the train questions as example questions (``routine routines examples import``);
+- ``examples``: plus the train questions and the written ones as example questions (``routine routines examples
+  import``), and the in-scope questions of the used held-out sets the scenario lists in ``learned_questions``;
 - ``negatives``: plus the negative questions of scenarios/hr/data/negatives_train.jsonl (``routine routines
-  negatives import``);
+  negatives import``) and the used held-out sets' questions to refuse (``examples import --with-negatives``
+  does both for a labelled set);
 - ``tuned``: plus the embedding adapter tuned on all of that (``routine routines tune``).
 
 It uses only the public store and retriever API (``ProcedureStore``, ``Retriever.retrieve``), so the same file
@@ -88,6 +91,7 @@ def evaluate(retriever: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def build(setup: str, workdir: Path, train_queries: Path) -> tuple[Any, Any, dict[str, Any]]:
     """A fresh store set up as ``setup`` says, and its retriever."""
     from memory.embeddings import Embedder
+    from memory.questions import Negative
     from memory.retrieval import Retriever
     from memory.store import ProcedureStore
     from scenarios.hr import load_routines
@@ -96,12 +100,19 @@ def build(setup: str, workdir: Path, train_queries: Path) -> tuple[Any, Any, dic
     store.save_many(load_routines())
     info: dict[str, Any] = {}
     level = SETUPS.index(setup)
+    learned = [read_jsonl(DATA.parent / p) for p in json.loads((DATA.parent / "scenario.json").read_text(
+        encoding="utf-8")).get("learned_questions", [])]  # used held-out sets, learned as `routine demo` does
     if level >= 1:
         info["examples"] = store.import_examples(train_queries).added
         if (DATA / "examples.jsonl").exists():  # the questions a deployer wrote per Routine
             info["examples"] += store.import_examples(DATA / "examples.jsonl").added
+        info["examples"] += store.add_examples(
+            [(r["routine_id"], r["query"]) for rows in learned for r in rows if r.get("routine_id")], source="learned").added
     if level >= 2:
         info["negatives"] = store.import_negatives(DATA / "negatives_train.jsonl").added
+        info["negatives"] += store.add_negatives(
+            [Negative(r["query"], r["kind"]) for rows in learned for r in rows if not r.get("routine_id")],
+            source="learned").added
     embedder = Embedder()
     if level >= 3:
         from memory.tuning import embedder_for, tune
@@ -117,7 +128,7 @@ def build(setup: str, workdir: Path, train_queries: Path) -> tuple[Any, Any, dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setups", default=",".join(SETUPS))
-    parser.add_argument("--heldout", default=str(DATA / "heldout_retrieval.jsonl"))
+    parser.add_argument("--heldout", default=str(DATA / "heldout_retrieval_v5.jsonl"))
     parser.add_argument("--label", default="", help="what code this measures (default: the git commit)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "retrieval_heldout.json"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fair on a shared CPU)")
@@ -128,6 +139,10 @@ def main() -> None:
     from scenarios.hr import load_queries
 
     heldout = read_jsonl(Path(args.heldout))
+    learned = json.loads((DATA.parent / "scenario.json").read_text(encoding="utf-8")).get("learned_questions", [])
+    if Path(args.heldout).name in {Path(p).name for p in learned}:
+        print(f"warning: the store learns from {Path(args.heldout).name} (learned_questions): these numbers are "
+              "in-sample, not held out", file=sys.stderr)
     test = load_queries("test")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
     results: dict[str, Any] = {

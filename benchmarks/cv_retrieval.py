@@ -92,18 +92,23 @@ def score_rows(retriever: Any, rows: list[tuple[str, str | None, str]], **extra:
     return out
 
 
-def score_dev(workdir: Path, files: list[str]) -> list[dict[str, Any]]:
-    """The demo's store (everything, tuned) scoring the rows of already-used held-out sets."""
+def score_dev(workdir: Path, files: list[str], learned: list[str] = ()) -> list[dict[str, Any]]:
+    """The demo's store (everything, tuned) scoring the rows of already-used held-out sets; ``learned`` are
+    more used sets the store also learns from (their in-scope questions as examples, the rest as negatives)."""
+    from memory.questions import Negative
     from memory.retrieval import Retriever
     from memory.store import ProcedureStore
     from memory.tuning import embedder_for, tune
     from scenarios.hr import load_routines
 
-    with ProcedureStore(workdir / "dev.sqlite") as store:
+    with ProcedureStore(workdir / f"dev{len(list(workdir.iterdir()))}.sqlite") as store:
         store.save_many(load_routines())
         store.import_examples(DATA / "queries_train.jsonl")
         store.import_examples(DATA / "examples.jsonl")
         store.import_negatives(DATA / "negatives_train.jsonl")
+        extra = [r for f in learned for r in read_jsonl(Path(f))]
+        store.add_examples([(r["routine_id"], r["query"]) for r in extra if r.get("routine_id")], source="learned")
+        store.add_negatives([Negative(r["query"], r["kind"]) for r in extra if not r.get("routine_id")], source="learned")
         tuned = tune(store)
         retriever = Retriever(store, embedder_for(store))
         rows = [(r["query"], r.get("routine_id"), r.get("kind", "in_scope")) for f in files for r in read_jsonl(Path(f))]
@@ -170,6 +175,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "retrieval_cv.json"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dev", action="append", default=[], help="an already-used held-out set to sweep on")
+    parser.add_argument("--rotate", action="store_true",
+                        help="score each --dev set with a store that also learned the other --dev sets")
     args = parser.parse_args()
     import torch
 
@@ -177,7 +184,11 @@ def main() -> None:
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        if args.dev:
+        if args.dev and args.rotate:
+            for f in args.dev:
+                rows += score_dev(Path(tmp), [f], [g for g in args.dev if g != f])
+                print(f"{Path(f).name} scored, the other sets learned ({len(rows)} questions so far)", flush=True)
+        elif args.dev:
             rows = score_dev(Path(tmp), args.dev)
         for fold in range(0 if args.dev else args.folds):
             rows += score_fold(Path(tmp), fold, args.folds)
@@ -196,7 +207,7 @@ def main() -> None:
     shipped = next((t for t in table if (t["margin"], t["uncovered_margin"]) == (NEGATIVE_MARGIN, UNCOVERED_MARGIN)),
                    None)
     result = {"command": "python benchmarks/cv_retrieval.py " + " ".join(sys.argv[1:]),
-              "folds": None if args.dev else args.folds, "dev": args.dev,
+              "folds": None if args.dev else args.folds, "dev": args.dev, "rotate": args.rotate,
               "questions": len(rows), "seconds": round(time.perf_counter() - started, 1),
               "rule": rule, "chosen": chosen, "shipped": shipped, "sweep": table}
     print(json.dumps({k: v for k, v in result.items() if k != "sweep"}, indent=2))

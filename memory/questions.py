@@ -109,6 +109,26 @@ def read_negatives(path: Path) -> list[Negative]:
     return negatives
 
 
+def read_labelled(path: Path) -> tuple[list[Example], list[Negative]]:
+    """The questions of a labelled set (a held-out set that has served its measurement, a log of answered
+    questions): a line with a ``routine_id`` is an example of that Routine, a line without one a negative
+    question with its ``kind`` (``"in_scope"``, the held-out sets' word for a line with a Routine, is allowed
+    there only)."""
+    examples, negatives = [], []
+    for n, row, text in _question_rows(path, "labelled questions"):
+        if not isinstance(text, str):
+            raise InvalidExampleError(f"{path.name} line {n}: the question goes in "
+                                      f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)}")
+        if row.get("routine_id"):
+            examples.append(Example(str(row["routine_id"]), text))
+            continue
+        kind = row.get("kind") or ""
+        if kind == "in_scope":
+            raise InvalidExampleError(f"{path.name} line {n}: kind 'in_scope' needs the 'routine_id' that serves it")
+        negatives.append(Negative(text, check_kind(kind, f"{path.name} line {n}: ")))
+    return examples, negatives
+
+
 def _question_rows(path: Path, what: str) -> list[tuple[int, dict[str, Any], Any]]:
     """(line number, object, question text or None) of each non-empty line of a JSONL file (``.jsonl`` or
     ``.jsonl.gz``); a line that is not a JSON object or a file that cannot be read is an InvalidExampleError

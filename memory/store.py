@@ -32,6 +32,7 @@ from memory.questions import (
     Questions,
     example_hash,
     read_examples,
+    read_labelled,
     read_negatives,
 )
 from memory.schema import MIGRATIONS, Migration, bump_revision, current_revision, migrate, migration
@@ -258,6 +259,20 @@ class ProcedureStore:
         path = Path(path)
         negatives = read_negatives(path)
         return self.add_negatives(negatives, source=source if source is not None else path.name, kind=kind)
+
+    def import_labelled(
+        self, path: str | Path, *, source: str | None = None, skip_unknown: bool = False
+    ) -> tuple[ExampleImport, ExampleImport]:
+        """Store a labelled question set (:func:`memory.questions.read_labelled`: lines with a ``routine_id``
+        as its examples, the others as negative questions of their kind), all-or-nothing; return what the
+        examples and what the negatives import did."""
+        path = Path(path)
+        examples, negatives = read_labelled(path)
+        name = source if source is not None else path.name
+        known = set(self.ids())
+        with self._write():
+            return (self.questions.add_examples(examples, known=known, source=name, skip_unknown=skip_unknown),
+                    self.questions.add_negatives(negatives, source=name))
 
     def negatives(self) -> list[Negative]:
         """Stored negative questions, in insertion order."""

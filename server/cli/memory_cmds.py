@@ -101,8 +101,9 @@ def register(routines: typer.Typer) -> None:
 def sharpen_scenario_store(store_path: Path, scenario: Any, echo: Callable[[str], None]) -> None:
     """What a careful user does to a store of a scenario's Routines (docs/procedure-memory.md): import the
     scenario's train questions and the questions written per Routine (``data/examples.jsonl``) as example
-    questions, and its negative questions, then tune the embedding model on them (once: an unchanged store
-    keeps its adapter, so a second run costs nothing)."""
+    questions, its negative questions and the labelled sets the manifest's ``learned_questions`` lists (held-out
+    sets that served their measurement: their questions as examples or negatives), then tune the embedding model
+    on them (once: an unchanged store keeps its adapter, so a second run costs nothing)."""
     from memory.embeddings import Embedder
     from memory.errors import EmbeddingModelError
     from memory.retrieval import Retriever
@@ -115,6 +116,9 @@ def sharpen_scenario_store(store_path: Path, scenario: Any, echo: Callable[[str]
     with ProcedureStore(store_path) as store:
         added = sum(store.import_examples(path, skip_unknown=True).added for path in (queries, written) if path.exists())
         refused = store.import_negatives(negatives).added if negatives.exists() else 0
+        for relative in scenario.manifest.get("learned_questions", []):  # held-out sets that served their measurement
+            examples, negative = store.import_labelled(scenario.root / relative, skip_unknown=True)
+            added, refused = added + examples.added, refused + negative.added
         counts = store.example_counts()
         echo(f"   example questions: {sum(counts.values())} for {len(counts)} Routines ({added} new); negative "
              f"questions: {len(store.negatives())} ({refused} new)")

@@ -146,12 +146,24 @@ def register(app: typer.Typer) -> None:
         skip_unknown: Annotated[
             bool, typer.Option("--skip-unknown", help="Skip examples of Routines that are not stored instead of failing.")
         ] = False,
+        with_negatives: Annotated[bool, typer.Option(
+            "--with-negatives",
+            help="A labelled set: lines without a routine_id are negative questions (their kind: unrelated, uncovered).",
+        )] = False,
     ) -> None:
-        """Store example questions for stored Routines (all or none); they are embedded at the next retrieval."""
+        """Store example questions for stored Routines (all or none); they are embedded at the next retrieval.
+        With --with-negatives the file is a labelled set (say, a held-out set that has served its measurement):
+        its questions that no Routine serves are stored as negative questions too."""
         with open_store() as store:
-            result = store.import_examples(file, source=source, skip_unknown=skip_unknown)
+            if with_negatives:
+                result, refused = store.import_labelled(file, source=source, skip_unknown=skip_unknown)
+            else:
+                result, refused = store.import_examples(file, source=source, skip_unknown=skip_unknown), None
         typer.echo(f"imported {result.added} example question(s) from {file.name}"
                    + (f", {result.existing} already stored" if result.existing else ""))
+        if refused is not None:
+            typer.echo(f"imported {refused.added} negative question(s)"
+                       + (f", {refused.existing} already stored" if refused.existing else ""))
         if result.skipped:
             listing = ", ".join(f"{rid} ({n})" for rid, n in sorted(result.skipped.items()))
             typer.echo(f"skipped examples of Routines that are not stored: {listing}", err=True)

@@ -48,6 +48,38 @@ def test_an_example_file_is_not_taken_for_negatives(store: ProcedureStore, tmp_p
     assert store.negatives() == []
 
 
+def test_a_labelled_set_stores_its_examples_and_negatives_together(store: ProcedureStore, tmp_path: Path) -> None:
+    path = tmp_path / "used_heldout.jsonl"
+    lines = [{"query": "What is Ana paid?", "routine_id": "hr.salary", "kind": "in_scope"},
+             {"query": "Who won the cup final?", "routine_id": None, "kind": "unrelated"},
+             {"question": "Enrol me in the pension plan", "kind": "uncovered"},
+             {"text": "Tell me a joke"}]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    examples, negatives = store.import_labelled(path)
+    assert (examples.added, negatives.added) == (1, 3)
+    assert ("hr.salary", "What is Ana paid?", "used_heldout.jsonl") in {(e.routine_id, e.text, e.source)
+                                                                        for e in store.examples()}
+    assert [(n.text, n.kind, n.source) for n in store.negatives()] == [
+        ("Who won the cup final?", "unrelated", "used_heldout.jsonl"),
+        ("Enrol me in the pension plan", "uncovered", "used_heldout.jsonl"), ("Tell me a joke", "", "used_heldout.jsonl")]
+
+
+@pytest.mark.parametrize(("line", "error"), [
+    ({"query": "Who is on leave?", "kind": "in_scope"}, "line 2: kind 'in_scope' needs the 'routine_id'"),
+    ({"query": "Book me a flight", "kind": "travel"}, "line 2: kind 'travel' is not one of"),
+    ({"routine_id": "hr.leave"}, "line 2: the question goes in"),
+    ({"query": "Who approves my expenses?", "routine_id": "hr.expenses"}, "no stored Routine 'hr.expenses'"),
+])
+def test_a_bad_labelled_line_stores_nothing(store: ProcedureStore, tmp_path: Path, line: dict, error: str) -> None:
+    path = tmp_path / "labelled.jsonl"
+    path.write_text(json.dumps({"query": "Tell me a joke", "kind": "unrelated"}) + "\n" + json.dumps(line) + "\n",
+                    encoding="utf-8")
+    before = len(store.examples())
+    with pytest.raises(InvalidExampleError, match=error):
+        store.import_labelled(path)
+    assert store.negatives() == [] and len(store.examples()) == before
+
+
 def test_a_question_like_a_negative_is_refused_with_a_reason(store: ProcedureStore) -> None:
     retriever = Retriever(store, HashEmbedder(), threshold=0.0)
     question = "Please change the bank account my salary is paid into"

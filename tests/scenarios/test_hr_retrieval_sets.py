@@ -18,6 +18,11 @@ DATA = Path(__file__).resolve().parents[2] / "scenarios" / "hr" / "data"
 
 HELDOUT = ("heldout_retrieval.jsonl", "heldout_retrieval_v2.jsonl", "heldout_retrieval_v3.jsonl",
            "heldout_retrieval_v4.jsonl", "heldout_retrieval_v5.jsonl")
+RETIRED = tuple(Path(p).name for p in json.loads((DATA.parent / "scenario.json").read_text(encoding="utf-8"))
+                .get("learned_questions", []))
+"""Held-out sets that served their measurement and are now learned by the demo's store (``learned_questions``)."""
+MEASURING = tuple(name for name in HELDOUT if name not in RETIRED)
+LEARNED = ("negatives_train.jsonl", "examples.jsonl", "queries_train.jsonl", *RETIRED)
 ROUTINES = {p.stem for p in (DATA.parent / "routines").glob("*.json")}
 
 
@@ -39,9 +44,13 @@ def test_heldout_set_shape(name: str) -> None:
     assert len({r["query"] for r in held}) == len(held)
 
 
-@pytest.mark.parametrize("learned", ["negatives_train.jsonl", "examples.jsonl", "queries_train.jsonl"])
+def test_one_set_still_measures_and_the_retired_ones_are_sets_that_measured() -> None:
+    assert MEASURING and set(RETIRED) < set(HELDOUT)
+
+
+@pytest.mark.parametrize("learned", LEARNED)
 def test_what_the_store_learns_from_shares_no_question_with_a_heldout_set(learned: str) -> None:
-    for name in HELDOUT:
+    for name in MEASURING:
         assert not texts(learned) & texts(name), (learned, name)
 
 
@@ -51,15 +60,16 @@ def test_no_heldout_set_repeats_another() -> None:
             assert not texts(name) & texts(other), (name, other)
 
 
-@pytest.mark.parametrize("name", ["heldout_retrieval_v3.jsonl", "heldout_retrieval_v4.jsonl", "heldout_retrieval_v5.jsonl"])
+@pytest.mark.parametrize("name", MEASURING)
 def test_a_blind_heldout_set_has_no_near_copy_of_what_the_store_learns_from(name: str) -> None:
     """Near copies ("What is the capital of Australia?" / "What's the capital of Australia?": 0.97) flatter a
     held-out number; the second set had three with negatives written at the same time (docs/procedure-memory.md).
-    The third set on must have none at 0.9 (punctuation and case ignored)."""
+    A set that measures must have none at 0.9 (punctuation and case ignored) of anything the store learns,
+    the retired sets included (the fifth set lost 12 such lines before its measurement)."""
     def norm(text: str) -> str:
         return " ".join(re.sub(r"[^a-z0-9 ]+", "", text.casefold()).split())
 
-    learned = [norm(t) for name in ("negatives_train.jsonl", "examples.jsonl", "queries_train.jsonl") for t in texts(name)]
+    learned = [norm(t) for name in LEARNED for t in texts(name)]
     for question in map(norm, texts(name)):
         near = [t for t in learned if difflib.SequenceMatcher(None, question, t).ratio() >= 0.9]
         assert not near, near

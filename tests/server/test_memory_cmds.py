@@ -40,6 +40,19 @@ def test_negatives_import_list_rm(cli: Cli, tmp_path: Path) -> None:
     assert cli("routines", "negatives", "list")[2] == "no negative questions stored\n"
 
 
+def test_a_labelled_set_is_imported_as_examples_and_negatives(cli: Cli, tmp_path: Path) -> None:
+    cli("routines", "add", str(EXAMPLES / "salary.json"))
+    path = tmp_path / "used.jsonl"
+    path.write_text(json.dumps({"query": "What is Ana paid?", "routine_id": "example.salary", "kind": "in_scope"}) + "\n"
+                    + json.dumps({"query": "Enrol me in the pension plan", "routine_id": None, "kind": "uncovered"}) + "\n",
+                    encoding="utf-8")
+    code, _, err = cli("routines", "examples", "import", str(path))
+    assert code == 2 and "line 2: an example needs 'routine_id'" in err  # without the flag: examples only
+    assert cli("routines", "examples", "import", str(path), "--with-negatives")[1] == \
+        "imported 1 example question(s) from used.jsonl\nimported 1 negative question(s)\n"
+    assert cli("routines", "negatives", "list")[1] == "Enrol me in the pension plan\tuncovered\tused.jsonl\n"
+
+
 def test_tune_without_examples_is_one_clear_error(cli: Cli) -> None:
     pytest.importorskip("peft")
     cli("routines", "add", str(EXAMPLES / "salary.json"))
