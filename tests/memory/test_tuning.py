@@ -4,6 +4,7 @@ optimizer steps)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,9 @@ def test_the_hr_scenario_ships_a_working_adapter(tmp_path: Path) -> None:
         hr.import_examples(data / "queries_train.jsonl", skip_unknown=True)  # as the demo sets the store up
         hr.import_examples(data / "examples.jsonl")
         hr.import_negatives(data / "negatives_train.jsonl")
+        manifest = json.loads((data.parent / "scenario.json").read_text(encoding="utf-8"))
+        for relative in manifest["learned_questions"]:
+            hr.import_labelled(data.parent / relative, skip_unknown=True)
         name, exact = import_adapter(hr, data / "embedding_adapter.npz")
         assert exact  # tuned on exactly this data: refresh it when the Routines, examples or negatives change
         retriever = Retriever(hr, embedder_for(hr))
