@@ -20,6 +20,9 @@ negatives, tuned): a development set, never the set a result is then reported on
 targets (right >= 95%, covered refused <= 3%, unrelated refused >= 95%, uncovered refused >= 70%), and among
 the margin pairs meeting them, the one farthest from any that does not (the middle of the region); when no
 pair meets them, the pair missing them by the least in all (the sum of the four shortfalls, in points).
+With ``--rotate`` each ``--dev`` set is scored by a store that also learned the other ones (as the demo's
+store learns the used sets of the scenario's ``learned_questions``): out-of-fold scores, the way the current
+margins were chosen (docs/procedure-memory.md, "Used sets learned").
 """
 
 from __future__ import annotations
@@ -92,10 +95,9 @@ def score_rows(retriever: Any, rows: list[tuple[str, str | None, str]], **extra:
     return out
 
 
-def score_dev(workdir: Path, files: list[str], learned: list[str] = ()) -> list[dict[str, Any]]:
+def score_dev(workdir: Path, files: list[str], learned: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The demo's store (everything, tuned) scoring the rows of already-used held-out sets; ``learned`` are
     more used sets the store also learns from (their in-scope questions as examples, the rest as negatives)."""
-    from memory.questions import Negative
     from memory.retrieval import Retriever
     from memory.store import ProcedureStore
     from memory.tuning import embedder_for, tune
@@ -106,9 +108,8 @@ def score_dev(workdir: Path, files: list[str], learned: list[str] = ()) -> list[
         store.import_examples(DATA / "queries_train.jsonl")
         store.import_examples(DATA / "examples.jsonl")
         store.import_negatives(DATA / "negatives_train.jsonl")
-        extra = [r for f in learned for r in read_jsonl(Path(f))]
-        store.add_examples([(r["routine_id"], r["query"]) for r in extra if r.get("routine_id")], source="learned")
-        store.add_negatives([Negative(r["query"], r["kind"]) for r in extra if not r.get("routine_id")], source="learned")
+        for f in learned:
+            store.import_labelled(Path(f))
         tuned = tune(store)
         retriever = Retriever(store, embedder_for(store))
         rows = [(r["query"], r.get("routine_id"), r.get("kind", "in_scope")) for f in files for r in read_jsonl(Path(f))]
@@ -186,7 +187,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.dev and args.rotate:
             for f in args.dev:
-                rows += score_dev(Path(tmp), [f], [g for g in args.dev if g != f])
+                rows += score_dev(Path(tmp), [f], tuple(g for g in args.dev if g != f))
                 print(f"{Path(f).name} scored, the other sets learned ({len(rows)} questions so far)", flush=True)
         elif args.dev:
             rows = score_dev(Path(tmp), args.dev)
