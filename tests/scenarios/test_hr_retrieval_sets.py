@@ -71,8 +71,14 @@ def test_a_blind_heldout_set_has_no_near_copy_of_what_the_store_learns_from(name
 
     learned = [norm(t) for name in LEARNED for t in texts(name)]
     for question in map(norm, texts(name)):
-        near = [t for t in learned if difflib.SequenceMatcher(None, question, t).ratio() >= 0.9]
+        near = [t for t in learned if similar(question, t)]
         assert not near, near
+
+
+def similar(a: str, b: str, at: float = 0.9) -> bool:
+    """difflib's ratio >= ``at``, its two cheap upper bounds tried first (the same answer, a fraction of the time)."""
+    matcher = difflib.SequenceMatcher(None, a, b)
+    return matcher.real_quick_ratio() >= at and matcher.quick_ratio() >= at and matcher.ratio() >= at
 
 
 def test_written_examples_and_negatives() -> None:
@@ -93,11 +99,11 @@ def test_heldout_names_are_real_people_and_departments(heldout: str, hr_db: Path
         if row["kind"] != "in_scope":
             continue
         text = row["query"].lower().replace("centre", "center")  # British spelling of a real name
-        named = [d for d in departments if re.search(rf"\b{re.escape(d)}\b", text)]
+        named = [d for d in departments if d in text and re.search(rf"\b{re.escape(d)}\b", text)]
         if row["routine_id"] in ("hr.attendance_report", "hr.department_overview"):
             assert named, row["query"]  # a department question names a real department
             continue
-        persons = [p for p in people if re.search(rf"\b{re.escape(p)}\b", text)]
+        persons = [p for p in people if p in text and re.search(rf"\b{re.escape(p)}\b", text)]
         first_person = re.search(r"\b(i|my|me)\b", text)
         assert persons or first_person, row["query"]
         for person in persons:  # a department given with a person is theirs
