@@ -208,12 +208,13 @@ def with_lora(model: Any, tokenizer: Any, config: TrainConfig) -> Any:
 
 def call_loss(model: Any, ids: Any, labels: Sequence[int]) -> Any:
     """Mean cross-entropy of the call tokens. Logits are computed only at the positions that predict one
-    (``logits_to_keep``): the vocabulary projection of every prompt position was a fifth of the work."""
+    (``logits_to_keep``): the vocabulary projection of every prompt position was a fifth of the work. No KV
+    cache (``use_cache=False``): training never reads one, and it held every layer's keys and values."""
     import torch
 
     positions = [i - 1 for i, label in enumerate(labels) if label != IGNORE and i > 0]
     keep = torch.tensor(positions, device=ids.device)
-    logits = model(input_ids=ids, logits_to_keep=keep).logits[0]
+    logits = model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits[0]
     targets = torch.tensor([labels[p + 1] for p in positions], device=ids.device)
     return torch.nn.functional.cross_entropy(logits.float(), targets)
 
