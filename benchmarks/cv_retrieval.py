@@ -103,7 +103,7 @@ def score_dev(workdir: Path, files: list[str], learned: tuple[str, ...] = ()) ->
     from memory.tuning import embedder_for, tune
     from scenarios.hr import load_routines
 
-    with ProcedureStore(workdir / f"dev{len(list(workdir.iterdir()))}.sqlite") as store:
+    with ProcedureStore(workdir / f"dev-{Path(files[0]).stem}.sqlite") as store:  # one store per scored set
         store.save_many(load_routines())
         store.import_examples(DATA / "queries_train.jsonl")
         store.import_examples(DATA / "examples.jsonl")

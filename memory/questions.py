@@ -119,10 +119,13 @@ def read_labelled(path: Path) -> tuple[list[Example], list[Negative]]:
         if not isinstance(text, str):
             raise InvalidExampleError(f"{path.name} line {n}: the question goes in "
                                       f"{' or '.join(repr(k) for k in EXAMPLE_TEXT_FIELDS)}")
+        kind = row.get("kind") or ""
         if row.get("routine_id"):
+            if kind not in ("", "in_scope"):
+                raise InvalidExampleError(f"{path.name} line {n}: a line with a 'routine_id' is in scope, "
+                                          f"not {kind!r}; drop the routine_id or the kind")
             examples.append(Example(str(row["routine_id"]), text))
             continue
-        kind = row.get("kind") or ""
         if kind == "in_scope":
             raise InvalidExampleError(f"{path.name} line {n}: kind 'in_scope' needs the 'routine_id' that serves it")
         negatives.append(Negative(text, check_kind(kind, f"{path.name} line {n}: ")))

@@ -68,6 +68,7 @@ def test_a_labelled_set_stores_its_examples_and_negatives_together(store: Proced
     ({"query": "Who is on leave?", "kind": "in_scope"}, "line 2: kind 'in_scope' needs the 'routine_id'"),
     ({"query": "Book me a flight", "kind": "travel"}, "line 2: kind 'travel' is not one of"),
     ({"routine_id": "hr.leave"}, "line 2: the question goes in"),
+    ({"query": "Who won the cup?", "routine_id": "hr.leave", "kind": "unrelated"}, "line 2: .* is in scope, not 'unrelated'"),
     ({"query": "Who approves my expenses?", "routine_id": "hr.expenses"}, "no stored Routine 'hr.expenses'"),
 ])
 def test_a_bad_labelled_line_stores_nothing(store: ProcedureStore, tmp_path: Path, line: dict, error: str) -> None:
