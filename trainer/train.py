@@ -21,9 +21,9 @@ import json
 import logging
 import math
 import random
-import sys
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from pathlib import Path
@@ -32,6 +32,7 @@ from typing import Any
 from routines.errors import CallerError
 from trainer.augment import augment, scenario_templates
 from trainer.entities import entity_variants, value_pools
+from trainer.metrics import plot_loss, progress_bar
 from trainer.sequences import IGNORE, TrainSequence, conversation_sequence, extraction_sequences
 from trainer.sharegpt import load_dataset
 
@@ -52,6 +53,9 @@ class TrainConfig:
     out: str = "adapter"
     base_model: str | None = None
     """A local Hugging Face model folder or ``.gguf`` file; default the embedded SmolLM2-135M."""
+    init_adapter: str | None = None
+    """An adapter folder (``routine train --out``) whose weights the run starts from, with a new optimizer and
+    schedule: the paper's two stages (figure 5), a common Routine-following adapter, then a scenario's data."""
     extraction: str | None = None
     """A scenario whose train queries become input-extraction examples (hybrid mode reads inputs with it)."""
     extraction_split: str = "train"
@@ -206,6 +210,40 @@ def with_lora(model: Any, tokenizer: Any, config: TrainConfig) -> Any:
     return get_peft_model(model, lora, autocast_adapter_dtype=True)
 
 
+def initial_adapter(config: TrainConfig) -> Path:
+    """The ``init_adapter`` folder, checked against this run's LoRA shape before any model loads."""
+    path = Path(str(config.init_adapter))
+    saved_path = path / "adapter_config.json"
+    if not saved_path.is_file():
+        raise CallerError(f"--init-adapter {path}: no adapter_config.json there; give a folder written by routine train")
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    differ = [f"{what} {saved.get(key)} (this run: {ours})" for what, key, ours in
+              (("rank (--lora-r)", "r", config.lora_r), ("lora_alpha", "lora_alpha", config.lora_alpha))
+              if saved.get(key) != ours]
+    if bool(saved.get("trainable_token_indices")) != config.special_tokens:
+        differ.append("special tokens " + ("trained" if saved.get("trainable_token_indices") else "absent")
+                      + f" (this run: {'--special-tokens' if config.special_tokens else '--no-special-tokens'})")
+    if differ:
+        raise CallerError(f"--init-adapter {path} has another shape: {'; '.join(differ)}; train with its settings")
+    return path
+
+
+def load_initial_weights(model: Any, path: Path) -> None:
+    """Copy an adapter's LoRA and token weights into the fresh peft model (all of them, or an error)."""
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    weights = load_peft_weights(str(path), device="cpu")
+    result = set_peft_model_state_dict(model, weights)
+    ours = {k for k, v in model.named_parameters() if v.requires_grad}
+    missing = [k for k in result.missing_keys if k in ours]
+    if result.unexpected_keys or missing:
+        raise CallerError(f"--init-adapter {path} does not fit this model: {len(result.unexpected_keys)} weights "
+                          f"it has are not in the model, {len(missing)} trained weights are not in it "
+                          f"(first: {(result.unexpected_keys or missing)[0]})")
+    log.info("starting from the adapter in %s (%d tensors)", path, len(weights))
+
+
 def call_loss(model: Any, ids: Any, labels: Sequence[int]) -> Any:
     """Mean cross-entropy of the call tokens. Logits are computed only at the positions that predict one
     (``logits_to_keep``): the vocabulary projection of every prompt position was a fifth of the work. No KV
@@ -249,6 +287,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         config = TrainConfig(**{**saved, **(overrides or {}), "out": config.out})
     elif resume:
         raise CallerError(f"--resume: no checkpoint in {ckpt}; start without --resume")
+    initial = initial_adapter(config) if config.init_adapter and not resume else None
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -262,6 +301,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     for p in model.parameters():  # adapters train in float32 over bf16 base weights
         if p.requires_grad:
             p.data = p.data.float()
+    if initial is not None:
+        load_initial_weights(model, initial)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(sequences) / (accum * world))
@@ -287,7 +328,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
     metrics_path = out / "metrics.jsonl"
-    bar = _bar(total, step, progress and accelerator.is_main_process)
+    bar = progress_bar(total, step, progress and accelerator.is_main_process)
     clock = time.perf_counter()
     session_tokens = 0
     device = accelerator.device
@@ -301,7 +342,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         for i, seq in enumerate(batch):
             ids = torch.tensor([seq.input_ids], device=device)
             sync = i == len(batch) - 1
-            ctx = accelerator.no_sync(model) if (world > 1 and not sync) else _nullcontext()
+            ctx = accelerator.no_sync(model) if (world > 1 and not sync) else nullcontext()
             with ctx:
                 loss = call_loss(model, ids, seq.labels) / len(batch)
                 accelerator.backward(loss)
@@ -355,46 +396,3 @@ def _save(accelerator: Any, model: Any, optimizer: Any, tokenizer: Any, config: 
     tmp.replace(ckpt / "state.pt")
     (ckpt / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
 
-
-def plot_loss(metrics: Path, png: Path) -> Path | None:
-    if not metrics.is_file():
-        return None
-    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (calls only)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
-
-
-def _bar(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, unit="step", dynamic_ncols=True)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def sequence_stats(sequences: Sequence[TrainSequence]) -> dict[str, Any]:
-    lengths = sorted(len(s) for s in sequences)
-    return {"sequences": len(lengths), "tokens": sum(lengths), "median": lengths[len(lengths) // 2] if lengths else 0,
-            "max": lengths[-1] if lengths else 0, "target_tokens": sum(s.targets for s in sequences),
-            "ignore_label": IGNORE}

@@ -28,6 +28,9 @@ def register(app: typer.Typer) -> None:
         extraction_variants: Annotated[int | None, typer.Option(
             help="Extra extraction examples per query: reworded, with made-up names.")] = None,
         base_model: Annotated[str | None, typer.Option(help="Base model folder or .gguf (default: SmolLM2-135M).")] = None,
+        init_adapter: Annotated[str | None, typer.Option(
+            help="Start from this adapter's weights (e.g. a common Routine-following adapter), with a new optimizer "
+                 "and schedule.")] = None,
         epochs: Annotated[float | None, typer.Option(help="Override the preset's epochs.")] = None,
         lr: Annotated[float | None, typer.Option(help="Override the preset's peak learning rate.")] = None,
         batch_size: Annotated[int | None, typer.Option(help="Override the effective batch (sequences per step).")] = None,
@@ -50,7 +53,7 @@ def register(app: typer.Typer) -> None:
 
         logging.getLogger("trainer").setLevel(logging.INFO)
         given = {"data": list(data or []) or None, "extraction": extraction, "extraction_variants": extraction_variants,
-                 "base_model": base_model, "epochs": epochs, "lr": lr, "batch_size": batch_size, "lora_r": lora_r,
+                 "base_model": base_model, "init_adapter": init_adapter, "epochs": epochs, "lr": lr, "batch_size": batch_size, "lora_r": lora_r,
                  "max_steps": max_steps, "max_len": max_len, "save_every": save_every, "threads": threads,
                  "special_tokens": special_tokens}
         given = {k: v for k, v in given.items() if v is not None}

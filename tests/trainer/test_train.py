@@ -128,3 +128,37 @@ def test_resume_on_the_command_line_keeps_the_saved_settings(cli: Cli, tmp_path:
     (tmp_path / "checkpoint" / "train_config.json").write_text(json.dumps(asdict(saved)))
     code, _, err = cli("train", "--out", str(tmp_path), "--resume", "--lr", "0.01", "--max-steps", "9")
     assert code != 0 and "can change only max_steps, save_every, threads, not lr" in err
+
+
+@pytest.mark.model
+async def test_a_run_can_start_from_another_adapter(toy_dataset: Path, tmp_path: Path) -> None:
+    """The paper's two stages (figure 5): a run with --init-adapter starts at that adapter's weights (with the
+    learning rate at zero they stay exactly there), and saves where it was told, not over the first."""
+    import torch
+    from peft.utils import load_peft_weights
+
+    first = TrainConfig.from_preset("tiny", data=[str(toy_dataset)], out=str(tmp_path / "common"), max_steps=1, threads=1)
+    from trainer.train import train
+
+    train(first, progress=False)
+    second = TrainConfig.from_preset("tiny", data=[str(toy_dataset)], out=str(tmp_path / "second"), max_steps=1,
+                                     threads=1, lr=0.0, init_adapter=first.out)
+    kept: dict[str, Any] = {}
+    train(second, progress=False, keep=kept)
+    started = load_peft_weights(first.out, device="cpu")
+    now = {k.replace(".default", ""): v for k, v in kept["model"].named_parameters() if v.requires_grad}
+    assert set(started) == set(now)
+    lora_b = [k for k in started if "lora_B" in k]
+    assert lora_b and any(started[k].abs().sum() > 0 for k in lora_b)  # the first run moved B off zero
+    for name, value in started.items():
+        assert torch.equal(now[name].detach().float(), value.float()), name
+    assert json.loads((Path(second.out) / "train_config.json").read_text())["init_adapter"] == first.out
+
+
+def test_an_init_adapter_of_another_shape_is_refused_before_loading(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("train", "--out", str(tmp_path / "a"), "--preset", "tiny", "--init-adapter", str(tmp_path))
+    assert code != 0 and "no adapter_config.json there" in err
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 16, "lora_alpha": 32, "trainable_token_indices": None}))
+    code, _, err = cli("train", "--out", str(tmp_path / "a"), "--preset", "tiny", "--init-adapter", str(tmp_path))
+    assert code != 0 and "another shape: rank (--lora-r) 16 (this run: 2)" in err
+    assert "special tokens absent (this run: --special-tokens)" in err
