@@ -53,9 +53,9 @@ def register(app: typer.Typer) -> None:
 
         logging.getLogger("trainer").setLevel(logging.INFO)
         given = {"data": list(data or []) or None, "extraction": extraction, "extraction_variants": extraction_variants,
-                 "base_model": base_model, "init_adapter": init_adapter, "epochs": epochs, "lr": lr, "batch_size": batch_size, "lora_r": lora_r,
-                 "max_steps": max_steps, "max_len": max_len, "save_every": save_every, "threads": threads,
-                 "special_tokens": special_tokens}
+                 "base_model": base_model, "init_adapter": init_adapter, "epochs": epochs, "lr": lr,
+                 "batch_size": batch_size, "lora_r": lora_r, "max_steps": max_steps, "max_len": max_len, "save_every": save_every,
+                 "threads": threads, "special_tokens": special_tokens}
         given = {k: v for k, v in given.items() if v is not None}
         if resume:  # the checkpoint's settings hold; what was given on top is checked by train()
             summary = run_training(TrainConfig(out=str(out)), resume=True, progress=progress, overrides=given)
