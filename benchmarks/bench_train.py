@@ -4,7 +4,7 @@
 
 1. The bound: bf16 matrix multiplication (the CPU multiplies bf16 natively), GFLOP/s at the shapes of
    SmolLM2-135M's layers for a sequence of the given length.
-2. One LoRA training step (forward, backward of the call tokens' loss, as ``trainer.train.call_loss`` does)
+2. One LoRA training step (forward, backward of the call tokens' loss, as ``trainer.loss.call_loss`` does)
    of the embedded model at each length: tokens/s, and the GFLOP/s that implies. The work per token of a
    LoRA step with frozen base weights is about 4 x (non-embedding parameters) for the matrix products
    (forward 2, input gradients 2; no weight gradients) plus attention (4 x layers x length x hidden per
@@ -50,8 +50,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from trainer.sequences import IGNORE
-    from trainer.train import TrainConfig, call_loss, load_base, with_lora
+    from trainer.loss import call_loss
+    from trainer.sequences import IGNORE, TrainSequence
+    from trainer.train import TrainConfig, load_base, with_lora
 
     lengths = [int(x) for x in args.lengths.split(",")]
     bound = {dtype: max(matmul_gflops(length, 576, 1536, getattr(torch, dtype)) for length in lengths[:1])
@@ -66,10 +67,11 @@ def main() -> None:
     for length in lengths:
         ids = torch.randint(0, 40000, (1, length))
         labels = [IGNORE] * (length - 200) + ids[0, -200:].tolist()  # ~200 call tokens, as in HR records
+        seq = TrainSequence("bench", ids[0].tolist(), labels)
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            call_loss(model, ids, labels).backward()
+            call_loss(model, ids, seq).backward()
             times.append(time.perf_counter() - start)
             model.zero_grad(set_to_none=True)
         best = min(times)

@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from routines.backends.base import Message
-from routines.backends.chat import encode_prompt, encode_target
+from routines.backends.chat import END_OF_TURN, encode_prompt, encode_target
 from routines.inputs import extraction_messages, extraction_target, missing_inputs, readable_inputs
 from routines.model import Routine
 from trainer.errors import SequenceError
@@ -32,6 +32,9 @@ class TrainSequence:
     input_ids: list[int]
     labels: list[int]
     """``IGNORE`` on prompt tokens; the token id itself on the model's turns."""
+    names: tuple[int, ...] = ()
+    """Positions (in ``input_ids``) of the tokens that spell each call's tool name: the step's decision, which
+    at a branch is the branch taken (:func:`trainer.loss.call_loss` can weigh them more)."""
 
     @property
     def targets(self) -> int:
@@ -47,6 +50,7 @@ def build_sequence(tokenizer: Any, seq_id: str, turns: Sequence[tuple[Sequence[M
     adds."""
     ids: list[int] = []
     labels: list[int] = []
+    names: list[int] = []
     for k, (messages, target) in enumerate(turns):
         prompt = encode_prompt(tokenizer, messages)
         if prompt[: len(ids)] != ids:
@@ -57,9 +61,27 @@ def build_sequence(tokenizer: Any, seq_id: str, turns: Sequence[tuple[Sequence[M
         ids += added
         labels += [IGNORE] * len(added)
         out = encode_target(tokenizer, target)
+        names += [len(ids) + i for i in name_tokens(tokenizer, target, out)]
         ids += out
         labels += out
-    return TrainSequence(seq_id, ids, labels)
+    return TrainSequence(seq_id, ids, labels, tuple(names))
+
+
+NAME_KEY = '"name": "'
+
+
+def name_tokens(tokenizer: Any, target: str, ids: Sequence[int]) -> list[int]:
+    """Indices into ``ids`` (``target``'s tokens, :func:`encode_target`) of the tokens that overlap the tool
+    name of the call ``target`` writes; none for a turn that is not a call (an extraction reply)."""
+    start = target.find(NAME_KEY)
+    if start < 0:
+        return []
+    start += len(NAME_KEY)
+    end = target.find('"', start)
+    encoded = tokenizer(target + END_OF_TURN, add_special_tokens=False, return_offsets_mapping=True)
+    if list(encoded["input_ids"]) != list(ids):  # the same call as encode_target; a mismatch is a bug
+        raise SequenceError("the tokenizer gave other ids with offsets than without")
+    return [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if a < end and b > start]
 
 
 def conversation_sequence(tokenizer: Any, conv: Conversation) -> TrainSequence:

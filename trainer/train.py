@@ -22,7 +22,6 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
@@ -32,8 +31,9 @@ from typing import Any
 from routines.errors import CallerError
 from trainer.augment import augment, scenario_templates
 from trainer.entities import entity_variants, value_pools
+from trainer.loss import call_loss
 from trainer.metrics import plot_loss, progress_bar
-from trainer.sequences import IGNORE, TrainSequence, conversation_sequence, extraction_sequences
+from trainer.sequences import TrainSequence, conversation_sequence, extraction_sequences
 from trainer.sharegpt import load_dataset
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ class TrainConfig:
     max_len: int = 8192
     dtype: str = "bfloat16"
     weight_decay: float = 0.0
+    name_weight: float = 1.0
+    """Loss weight of the tokens that spell each call's tool name against another call token (:mod:`trainer.loss`)."""
     save_every: int = 10
     seed: int = 0
     threads: int | None = None
@@ -244,19 +246,6 @@ def load_initial_weights(model: Any, path: Path) -> None:
     log.info("starting from the adapter in %s (%d tensors)", path, len(weights))
 
 
-def call_loss(model: Any, ids: Any, labels: Sequence[int]) -> Any:
-    """Mean cross-entropy of the call tokens. Logits are computed only at the positions that predict one
-    (``logits_to_keep``): the vocabulary projection of every prompt position was a fifth of the work. No KV
-    cache (``use_cache=False``): training never reads one, and it held every layer's keys and values."""
-    import torch
-
-    positions = [i - 1 for i, label in enumerate(labels) if label != IGNORE and i > 0]
-    keep = torch.tensor(positions, device=ids.device)
-    logits = model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits[0]
-    targets = torch.tensor([labels[p + 1] for p in positions], device=ids.device)
-    return torch.nn.functional.cross_entropy(logits.float(), targets)
-
-
 def trainable_state(model: Any) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 
@@ -344,7 +333,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
             sync = i == len(batch) - 1
             ctx = accelerator.no_sync(model) if (world > 1 and not sync) else nullcontext()
             with ctx:
-                loss = call_loss(model, ids, seq.labels) / len(batch)
+                loss = call_loss(model, ids, seq, config.name_weight) / len(batch)
                 accelerator.backward(loss)
             losses.append(loss.item() * len(batch))
             tokens += len(seq)

@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float | None, typer.Option(help="Override the preset's peak learning rate.")] = None,
         batch_size: Annotated[int | None, typer.Option(help="Override the effective batch (sequences per step).")] = None,
         lora_r: Annotated[int | None, typer.Option(help="Override the LoRA rank.")] = None,
+        name_weight: Annotated[float | None, typer.Option(
+            help="Loss weight of the tokens that spell each call's tool name (at a branch, the branch taken) "
+                 "against another call token; 1 weighs them alike.")] = None,
         max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
         max_len: Annotated[int | None, typer.Option(
             help="Leave out sequences longer than this many tokens (default 8192, the model's context).")] = None,
@@ -54,8 +57,8 @@ def register(app: typer.Typer) -> None:
         logging.getLogger("trainer").setLevel(logging.INFO)
         given = {"data": list(data or []) or None, "extraction": extraction, "extraction_variants": extraction_variants,
                  "base_model": base_model, "init_adapter": init_adapter, "epochs": epochs, "lr": lr,
-                 "batch_size": batch_size, "lora_r": lora_r, "max_steps": max_steps, "max_len": max_len, "save_every": save_every,
-                 "threads": threads, "special_tokens": special_tokens}
+                 "batch_size": batch_size, "lora_r": lora_r, "name_weight": name_weight, "max_steps": max_steps,
+                 "max_len": max_len, "save_every": save_every, "threads": threads, "special_tokens": special_tokens}
         given = {k: v for k, v in given.items() if v is not None}
         if resume:  # the checkpoint's settings hold; what was given on top is checked by train()
             summary = run_training(TrainConfig(out=str(out)), resume=True, progress=progress, overrides=given)

@@ -7,15 +7,18 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from routines.backends.base import Message
 from routines.backends.chat import END_OF_TURN, encode_prompt, load_tokenizer
 from routines.errors import CallerError
 from tests.conftest import Cli
 from trainer.distill import DistillOptions, distill
-from trainer.sequences import IGNORE, SequenceError, build_sequence, conversation_sequence
+from trainer.loss import call_loss
+from trainer.sequences import IGNORE, SequenceError, TrainSequence, build_sequence, conversation_sequence
 from trainer.sharegpt import load_dataset
 from trainer.train import TrainConfig, epoch_order, get_lr
 
@@ -55,12 +58,51 @@ async def test_a_sequence_holds_exactly_the_executors_prompts_and_trains_only_th
 
 @pytest.mark.model
 def test_a_conversation_that_is_not_append_only_is_refused(tokenizer: Any) -> None:
-    from routines.backends.base import Message
-
     first = [Message("system", "S"), Message("user", "q")]
     second = [Message("system", "S changed"), Message("user", "q"), Message("assistant", "a"), Message("tool", "r")]
     with pytest.raises(SequenceError, match="does not extend the one before it"):
         build_sequence(tokenizer, "r1", [(first, "a"), (second, "b")])
+
+
+@pytest.mark.model
+async def test_the_tool_name_tokens_of_every_call_are_marked(toy_dataset: Path, tokenizer: Any) -> None:
+    (conv, *_) = load_dataset(toy_dataset)
+    seq = conversation_sequence(tokenizer, conv)
+    runs: list[list[int]] = []  # the marked positions, in runs of consecutive tokens: one run per call
+    for pos in seq.names:
+        if runs and pos == runs[-1][-1] + 1:
+            runs[-1].append(pos)
+        else:
+            runs.append([pos])
+    assert [tokenizer.decode([seq.input_ids[p] for p in run]).strip(' "') for run in runs] == [
+        c.name for c in conv.calls]
+    assert all(seq.labels[p] != IGNORE for p in seq.names)  # names are the model's own tokens
+    assert build_sequence(tokenizer, "x", [([Message("user", "q")], '{"employee_name": null}')]).names == ()
+
+
+class _FixedLogits:
+    """A stand-in model whose logits are fixed: enough to check the loss's arithmetic."""
+
+    def __init__(self, logits: Any) -> None:
+        self.logits = logits
+
+    def __call__(self, *, input_ids: Any, logits_to_keep: Any, use_cache: bool) -> Any:
+        return SimpleNamespace(logits=self.logits[:, logits_to_keep])
+
+
+def test_the_name_weight_weighs_the_tool_name_tokens_in_a_mean_on_the_same_scale() -> None:
+    import torch
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 6, 11)
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    seq = TrainSequence("s", [1, 2, 3, 4, 5, 6], [IGNORE, IGNORE, 3, 4, 5, 6], names=(3, 4))
+    per_token = torch.nn.functional.cross_entropy(logits[0, 1:5], torch.tensor([3, 4, 5, 6]), reduction="none")
+    model = _FixedLogits(logits)
+    assert call_loss(model, ids, seq).item() == pytest.approx(per_token.mean().item())
+    weighted = (per_token[0] + 5 * per_token[1] + 5 * per_token[2] + per_token[3]) / 12
+    assert call_loss(model, ids, seq, name_weight=5.0).item() == pytest.approx(weighted.item())
+    assert TrainConfig().name_weight == 1.0  # off unless asked for
 
 
 def test_presets_read_and_schedule_warms_up_then_decays() -> None:
