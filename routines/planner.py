@@ -38,7 +38,7 @@ Each step is an object like
 {"step": "1", "name": "Find employee", "description": "Search the employee named in the question", "input": "employee name from the question", "output": "employee id", "tool": "search_employee", "type": "node"}
 - "step": main steps are numbered "1", "2", "3", ... in the order they run.
 - "name": a few words, without a colon.
-- "description": what the step does, and when it applies. The execution model reads the descriptions, not "input": where a parameter is an object built from earlier outputs (the data of a summary), name its keys here, e.g. "Write the answer with the salary template, with the data keys employee and band".
+- "description": what the step does, and when it applies.
 - "input": in plain words, where the value of each parameter of the tool comes from (the question, the current user, the output of an earlier step). Read the tool's parameters: every required one must be covered.
 - "output": in plain words, what the tool gives back, from its description.
 - "tool": exactly one tool from the tool list, spelled as listed. Every step except a branch check uses one listed tool; never "none", never two tools in one step, never a tool that is not listed. If the draft needs two tools, write two steps.

@@ -28,12 +28,25 @@ FINISH_CLAUSE = "and end the workflow"
 # ---- rendering --------------------------------------------------------------------------------------
 
 
+def _listing(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def object_keys(step: Step) -> str:
+    """The keys of the objects a step's ``args`` bind, as words (", with the data keys employee and band"): the
+    executor reads descriptions, not ``args``, and a key is a name no description gives it otherwise (the
+    ``data`` of a summary). Empty for a step that binds no object. Not part of the text retrieval embeds."""
+    return "".join(f", with the {name} keys {_listing(list(value))}"
+                   for name, value in (step.args or {}).items() if isinstance(value, dict) and value)
+
+
 def render_step(step: Step, *, io: bool = False, tool_names: bool = True) -> str:
     label = step.label
     head = f"Branch {label.main}-{label.branch} Step {label.index}." if label.is_branch else f"Step {label.main}."
     body = step.name
     if step.description:
         body = f"{body}: {step.description}" if body else step.description
+    body += object_keys(step)
     if io:
         if step.input:
             body += f" [input: {step.input}]"
@@ -88,6 +101,8 @@ _TOOL = re.compile(
     re.IGNORECASE,
 )
 _IO = re.compile(r"\s*\[(input|output|输入|输出)\s*[:：]\s*([^\[\]]*)\]\s*$", re.IGNORECASE)
+_KEYS = re.compile(r",\s*with the [A-Za-z0-9_]+ keys [A-Za-z0-9_]+(?:(?:,| and) [A-Za-z0-9_]+)*$")
+"""The clause :func:`object_keys` adds (it comes from ``args``, which the text form does not carry back)."""
 _NAME_SEP = re.compile(r"\s*[:：]\s+|\s*：\s*")
 _HEADER = re.compile(r"^Routine\s*[:：]\s*(.*)$", re.IGNORECASE)
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
@@ -148,6 +163,8 @@ def _split_tail(text: str) -> tuple[str, str | None, bool, dict[str, str]]:
     if not finish:  # "..., and end the workflow, use the X tool": the clauses in the other order
         m, text = _peel(_FINISH, text)
         finish = m is not None
+    while (m := _KEYS.search(text)) is not None:
+        text = text[: m.start()].rstrip()
     return text.strip(), tool, finish, io
 
 

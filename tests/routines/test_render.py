@@ -151,6 +151,18 @@ def test_step_without_description() -> None:
     )
 
 
+def test_the_keys_of_a_bound_object_are_named_and_read_back_as_the_description() -> None:
+    step = Step(step="4", name="Answer", description="Write the answer with the salary template", tool="summarize",
+                type="finish", args={"template": "salary", "data": {"employee": "{{steps.1}}", "band": "{{steps.3}}"}})
+    text = render_step(step, io=True)
+    assert text == ("Step 4. Answer: Write the answer with the salary template, with the data keys employee and band, "
+                    "use the summarize tool, and end the workflow;")
+    (back,) = parse_routine(text).steps
+    assert (back.name, back.description, back.tool, back.type) == ("Answer", step.description, "summarize", "finish")
+    one = step.model_copy(update={"args": {"data": {"employee": "{{steps.1}}"}}})
+    assert ", with the data keys employee, use" in render_step(one)
+
+
 # ---- round trip ---------------------------------------------------------------------------------------
 
 
