@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         lora_r: Annotated[int | None, typer.Option(help="Override the LoRA rank.")] = None,
         name_weight: Annotated[float | None, typer.Option(
             help="Loss weight of the tokens that spell each call's tool name (at a branch, the branch taken) "
-                 "against another call token; 1 weighs them alike.")] = None,
+                 "against another call token; 1 weighs them alike (5 measured worse on HR: docs/training.md).")] = None,
         max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
         max_len: Annotated[int | None, typer.Option(
             help="Leave out sequences longer than this many tokens (default 8192, the model's context).")] = None,
