@@ -4,15 +4,13 @@ Rendered form, one step a line::
 
     Step 1. Get requester: Look up the current user's role, use the get_user_profile tool;
     Step 3. Check role: Branch on the requester's role;
-    - Branch 3-1 Step 1. Full salary: If in HR, get the salary [when: {{steps.1.role}} == 'hr'], use the get_salary tool;
+    - Branch 3-1 Step 1. Full salary: If the user is in HR, get the salary, use the get_salary tool;
     Step 4. Answer: Summarise for the user, use the summarize tool, and end the workflow;
 
-A branch's first step carries its ``when`` guard as the Routine writes it, on one line (the executor model
-compares it with the result it was shown); a description that itself ends in ``[when: ...]`` reads back as a
-guard. With ``io=True`` a step carries ``[input: ...] [output: ...]`` before its tool clause.
-``parse_routine`` reads that form back, and also what planner models write in practice: bullets, full-width
-punctuation, "use the X tool" / "using the X tool" / "call X", "and end the workflow" / "terminate", blank
-lines, Chinese step labels (步骤1 / 第1步 / 第一步 / 分支3-1 步骤1, 使用X工具, 并结束工作流). A description keeps
+With ``io=True`` a step carries ``[input: ...] [output: ...]`` before its tool clause. ``parse_routine``
+reads that form back, and also what planner models write in practice: bullets, full-width punctuation,
+"use the X tool" / "using the X tool" / "call X", "and end the workflow" / "terminate", blank lines,
+Chinese step labels (步骤1 / 第1步 / 第一步 / 分支3-1 步骤1, 使用X工具, 并结束工作流). A description keeps
 punctuation of its own (only the line's closing mark and the clauses are taken off).
 """
 
@@ -49,8 +47,6 @@ def render_step(step: Step, *, io: bool = False, tool_names: bool = True) -> str
     if step.description:
         body = f"{body}: {step.description}" if body else step.description
     body += object_keys(step)
-    if step.when and label.is_branch and label.index == 1:  # where a guard decides (validation warns elsewhere)
-        body += f" [when: {' '.join(step.when.split())}]"  # one line, as every clause
     if io:
         if step.input:
             body += f" [input: {step.input}]"
@@ -107,8 +103,6 @@ _TOOL = re.compile(
 _IO = re.compile(r"\s*\[(input|output|输入|输出)\s*[:：]\s*([^\[\]]*)\]\s*$", re.IGNORECASE)
 _KEYS = re.compile(r",\s*with the [A-Za-z0-9_]+ keys [A-Za-z0-9_]+(?:(?:,| and) [A-Za-z0-9_]+)*$")
 """The clause :func:`object_keys` adds (it comes from ``args``, which the text form does not carry back)."""
-_WHEN = re.compile(r"\s*\[when\s*[:：]\s*((?:(?!\[when).)+?)\s*\]$", re.IGNORECASE)
-"""A branch's guard as :func:`render_step` writes it (``[when: {{steps.2.allowed}} == true]``)."""
 _NAME_SEP = re.compile(r"\s*[:：]\s+|\s*：\s*")
 _HEADER = re.compile(r"^Routine\s*[:：]\s*(.*)$", re.IGNORECASE)
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
@@ -148,8 +142,7 @@ def _peel(pattern: re.Pattern[str], text: str) -> tuple[re.Match[str] | None, st
 
 
 def _split_tail(text: str) -> tuple[str, str | None, bool, dict[str, str]]:
-    """Peel the finish clause, the tool clause, I/O descriptions and the guard (``io["when"]``) off the end
-    of a step's text.
+    """Peel the finish clause, the tool clause and I/O descriptions off the end of a step's text.
 
     Only the line's own closing mark (one ``;`` or ``.``) and the clauses are removed, so a description
     that ends in punctuation of its own (``Summarise for the user.``) keeps it."""
@@ -170,9 +163,6 @@ def _split_tail(text: str) -> tuple[str, str | None, bool, dict[str, str]]:
     if not finish:  # "..., and end the workflow, use the X tool": the clauses in the other order
         m, text = _peel(_FINISH, text)
         finish = m is not None
-    m, text = _peel(_WHEN, text)
-    if m is not None:
-        io["when"] = m.group(1)
     while (m := _KEYS.search(text)) is not None:
         text = text[: m.start()].rstrip()
     return text.strip(), tool, finish, io
@@ -234,11 +224,10 @@ def parse_routine(text: str, *, name: str = "", routine_id: str | None = None) -
                 type=kind,
                 input=ln.io.get("input"),
                 output=ln.io.get("output"),
-                when=ln.io.get("when"),
             )
         )
     return Routine(id=routine_id, name=name, description=description.strip(), steps=steps)
 
 
-NL_FIELDS = ("step", "name", "description", "tool", "type", "when")
+NL_FIELDS = ("step", "name", "description", "tool", "type")
 """Step fields the natural-language form carries (plus ``input``/``output`` when rendered with ``io``)."""

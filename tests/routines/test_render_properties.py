@@ -65,8 +65,6 @@ def phrases(draw: st.DrawFn, *, colon: bool) -> str:
 
 TOOLS = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}(?:[.\-][A-Za-z0-9_]{1,6})?", fullmatch=True)
 IO_TEXT = st.one_of(st.none(), phrases(colon=True))
-GUARDS = st.sampled_from(["{{steps.1.allowed}} == true", "not {{steps.2.role}} in ['hr', 'hr_admin']",
-                          "{{inputs.n}} > 3 and {{steps.1.x}} != 'a]b'"])
 
 
 @st.composite
@@ -79,7 +77,6 @@ def steps(draw: st.DrawFn, label: str, kind: str) -> Step:
         type=kind,
         input=None if kind == "branch" else draw(IO_TEXT),
         output=None if kind == "branch" else draw(IO_TEXT),
-        when=draw(st.one_of(st.none(), GUARDS)) if label.endswith("_1") else None,
     )
 
 
