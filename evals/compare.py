@@ -17,22 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals.report import load_runs
 from routines.errors import CallerError
+from routines.model import Label
 
 
 def load_run(path: str | Path) -> tuple[str, dict[str, dict[str, Any]]]:
     """A run's label and its results by sample id. ``path`` is a run file or a report folder with one run."""
     path = Path(path)
-    if path.is_dir():
-        files = sorted((path / "runs").glob("*.json")) if (path / "runs").is_dir() else []
-        if len(files) != 1:
-            found = ", ".join(f.name for f in files) or "none"
-            raise CallerError(f"{path} must hold exactly one run in runs/*.json (found: {found}); pass the run file")
-        path = files[0]
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        runs = load_runs(path) if path.is_dir() else [json.loads(path.read_text(encoding="utf-8"))]
     except (OSError, json.JSONDecodeError) as exc:
         raise CallerError(f"cannot read the run {path}: {exc}") from None
+    if len(runs) != 1:
+        raise CallerError(f"{path} must hold exactly one run in runs/*.json (found {len(runs)}); pass the run file")
+    (data,) = runs
     if data.get("kind") != "steps" or not isinstance(data.get("results"), list):
         raise CallerError(f"{path} is not a per-step run (kind 'steps' with results); end-to-end runs do not pair")
     return str(path), {r["id"]: r for r in data["results"]}
@@ -43,7 +42,8 @@ def _right(result: dict[str, Any]) -> bool:
 
 
 def _branch_start(result: dict[str, Any]) -> bool:
-    return "-" in result["step"] and result["step"].endswith("_1")
+    label = Label.parse(result["step"])
+    return label.is_branch and label.index == 1
 
 
 @dataclass
@@ -79,9 +79,9 @@ class Comparison:
                     f"{self.branch_tool_right[1]} of {self.branch_starts}")
         lines = [f"first:  {a}", f"second: {b}", summary, branches, "",
                  f"{'routine':28} {'step':7} {'first':>8} {'second':>8}"]
-        for routine, step, n, x, y in self.steps:
+        for routine, step, count, x, y in self.steps:
             if all_steps or x != y:
-                lines.append(f"{routine:28} {step:7} {f'{x}/{n}':>8} {f'{y}/{n}':>8}")
+                lines.append(f"{routine:28} {step:7} {f'{x}/{count}':>8} {f'{y}/{count}':>8}")
         for label, errors in zip(("first", "second"), self.errors, strict=True):
             lines.append(f"\nwrong in the {label}: " + ", ".join(f"{k} {v}" for k, v in errors.most_common(12)))
         return "\n".join(lines)

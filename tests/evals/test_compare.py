@@ -22,7 +22,8 @@ def result(sid: str, step: str, tool: str, right: bool, tool_right: bool | None 
 def write_run(folder: Path, results: list[dict[str, Any]], kind: str = "steps") -> Path:
     (folder / "runs").mkdir(parents=True)
     path = folder / "runs" / "m__routine_branch__product-next.json"
-    path.write_text(json.dumps({"kind": kind, "results": results}), encoding="utf-8")
+    record = {"kind": kind, "model": "m", "config": "routine_branch", "constrained": "product/next", "results": results}
+    path.write_text(json.dumps(record), encoding="utf-8")
     return folder
 
 
