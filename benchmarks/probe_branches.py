@@ -27,10 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from routines.backends.chat import encode_prompt, encode_target
+from trainer.checkpoints import load_initial_weights
 from trainer.decisions import Decision, decision_points
 from trainer.sequences import IGNORE, build_sequence
 from trainer.sharegpt import Conversation, load_dataset
-from trainer.train import TrainConfig, load_base, load_initial_weights, with_lora
+from trainer.train import TrainConfig, load_base, with_lora
 
 Item = tuple[Conversation, Decision]
 

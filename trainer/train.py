@@ -30,6 +30,13 @@ from typing import Any
 
 from routines.errors import CallerError
 from trainer.augment import augment, scenario_templates
+from trainer.checkpoints import (
+    CHECKPOINT,
+    initial_adapter,
+    load_initial_weights,
+    resume_state,
+    save_checkpoint,
+)
 from trainer.entities import entity_variants, value_pools
 from trainer.loss import call_loss
 from trainer.metrics import plot_loss, progress_bar
@@ -41,7 +48,6 @@ log = logging.getLogger(__name__)
 PRESETS_DIR = Path(__file__).parent / "presets"
 SPECIAL_TOKENS = ("<routines>", "</routines>")
 """The prompt's Routine tags (paper 4.3); the ``<variables>`` tags are gone: keys appear in the turns."""
-CHECKPOINT = "checkpoint"
 
 
 @dataclass
@@ -212,44 +218,6 @@ def with_lora(model: Any, tokenizer: Any, config: TrainConfig) -> Any:
     return get_peft_model(model, lora, autocast_adapter_dtype=True)
 
 
-def initial_adapter(config: TrainConfig) -> Path:
-    """The ``init_adapter`` folder, checked against this run's LoRA shape before any model loads."""
-    path = Path(str(config.init_adapter))
-    saved_path = path / "adapter_config.json"
-    if not saved_path.is_file():
-        raise CallerError(f"--init-adapter {path}: no adapter_config.json there; give a folder written by routine train")
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    differ = [f"{what} {saved.get(key)} (this run: {ours})" for what, key, ours in
-              (("rank (--lora-r)", "r", config.lora_r), ("lora_alpha", "lora_alpha", config.lora_alpha))
-              if saved.get(key) != ours]
-    if bool(saved.get("trainable_token_indices")) != config.special_tokens:
-        differ.append("special tokens " + ("trained" if saved.get("trainable_token_indices") else "absent")
-                      + f" (this run: {'--special-tokens' if config.special_tokens else '--no-special-tokens'})")
-    if differ:
-        raise CallerError(f"--init-adapter {path} has another shape: {'; '.join(differ)}; train with its settings")
-    return path
-
-
-def load_initial_weights(model: Any, path: Path) -> None:
-    """Copy an adapter's LoRA and token weights into the fresh peft model (all of them, or an error)."""
-    from peft import set_peft_model_state_dict
-    from peft.utils import load_peft_weights
-
-    weights = load_peft_weights(str(path), device="cpu")
-    result = set_peft_model_state_dict(model, weights)
-    ours = {k for k, v in model.named_parameters() if v.requires_grad}
-    missing = [k for k in result.missing_keys if k in ours]
-    if result.unexpected_keys or missing:
-        raise CallerError(f"--init-adapter {path} does not fit this model: {len(result.unexpected_keys)} weights "
-                          f"it has are not in the model, {len(missing)} trained weights are not in it "
-                          f"(first: {(result.unexpected_keys or missing)[0]})")
-    log.info("starting from the adapter in %s (%d tensors)", path, len(weights))
-
-
-def trainable_state(model: Any) -> dict[str, Any]:
-    return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
-
-
 # ---- the loop -----------------------------------------------------------------------------------------
 
 
@@ -299,9 +267,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     step, tokens_done, started_s = 0, 0, 0.0
     digest = data_digest(sequences)
     if resume:
-        state = torch.load(ckpt / "state.pt", weights_only=False)
-        model.load_state_dict(state["trainable"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
+        state = resume_state(model, optimizer, out)
         step, tokens_done, started_s = state["step"], state["tokens"], state["seconds"]
         if state.get("data") not in (None, digest):
             log.warning("the training data changed since the checkpoint (%s sequences then, %d now): the run goes "
@@ -355,7 +321,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
             bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=row["tokens_per_s"])
             bar.update(1)
             if step % config.save_every == 0 or step == total:
-                _save(accelerator, model, optimizer, tokenizer, config, out, step, tokens_done, started_s + elapsed,
+                save_checkpoint(accelerator, model, optimizer, tokenizer, config, out, step, tokens_done, started_s + elapsed,
                       {"data": digest, "sequences": len(sequences)})
     bar.close()
     if keep is not None:
@@ -366,22 +332,3 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         plot_loss(metrics_path, out / "loss.png")
     return summary
-
-
-def _save(accelerator: Any, model: Any, optimizer: Any, tokenizer: Any, config: TrainConfig, out: Path, step: int,
-          tokens: int, seconds: float, data: dict[str, Any]) -> None:
-    """The adapter (usable as it is) and, beside it, the state to resume from."""
-    import torch
-
-    unwrapped = accelerator.unwrap_model(model)
-    unwrapped.save_pretrained(out)
-    if config.special_tokens:
-        tokenizer.save_pretrained(out)
-    ckpt = out / CHECKPOINT
-    ckpt.mkdir(exist_ok=True)
-    tmp = ckpt / "state.pt.tmp"
-    torch.save({"trainable": trainable_state(unwrapped), "optimizer": optimizer.state_dict(), "step": step,
-                "tokens": tokens, "seconds": seconds, **data}, tmp)
-    tmp.replace(ckpt / "state.pt")
-    (ckpt / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
-

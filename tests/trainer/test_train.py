@@ -158,6 +158,13 @@ async def test_a_tiny_run_moves_the_adapter_not_the_base_and_resumes(
         assert train(TrainConfig(out=config.out), resume=True, progress=False, overrides={"max_steps": 3})["steps"] == 3
     assert "the training data changed since the checkpoint" in caplog.text
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    # Without the optimizer's state (a checkpoint carried in git): on from the saved adapter, fresh moments.
+    assert json.loads((out / "checkpoint" / "position.json").read_text())["step"] == 3
+    state_path.unlink()
+    with caplog.at_level(logging.WARNING, logger="trainer.checkpoints"):
+        assert train(TrainConfig(out=config.out), resume=True, progress=False, overrides={"max_steps": 4})["steps"] == 4
+    assert "no optimizer state" in caplog.text and "resuming at step 3" in caplog.text
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
 def test_resume_on_the_command_line_keeps_the_saved_settings(cli: Cli, tmp_path: Path) -> None:
