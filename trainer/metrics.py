@@ -8,6 +8,18 @@ from pathlib import Path
 from typing import Any
 
 
+def drop_after(metrics: Path, step: int) -> int:
+    """Remove the rows of steps after ``step`` (a run resumed from an earlier checkpoint than its last row,
+    after a crash, does those steps again); returns how many were removed."""
+    if not metrics.is_file():
+        return 0
+    lines = [line for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    if len(kept) < len(lines):
+        metrics.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return len(lines) - len(kept)
+
+
 def plot_loss(metrics: Path, png: Path) -> Path | None:
     if not metrics.is_file():
         return None

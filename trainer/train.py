@@ -39,7 +39,7 @@ from trainer.checkpoints import (
 )
 from trainer.entities import entity_variants, value_pools
 from trainer.loss import call_loss
-from trainer.metrics import plot_loss, progress_bar
+from trainer.metrics import drop_after, plot_loss, progress_bar
 from trainer.sequences import TrainSequence, conversation_sequence, extraction_sequences
 from trainer.sharegpt import load_dataset
 
@@ -283,6 +283,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
     metrics_path = out / "metrics.jsonl"
+    if resume and accelerator.is_main_process and (dropped := drop_after(metrics_path, step)):
+        log.warning("dropped %d rows of metrics.jsonl past the checkpoint's step %d: those steps run again", dropped, step)
     bar = progress_bar(total, step, progress and accelerator.is_main_process)
     clock = time.perf_counter()
     session_tokens = 0

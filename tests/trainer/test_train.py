@@ -161,9 +161,12 @@ async def test_a_tiny_run_moves_the_adapter_not_the_base_and_resumes(
     # Without the optimizer's state (a checkpoint carried in git): on from the saved adapter, fresh moments.
     assert json.loads((out / "checkpoint" / "position.json").read_text())["step"] == 3
     state_path.unlink()
+    with (out / "metrics.jsonl").open("a") as fh:  # a step done after the last checkpoint, then a crash
+        fh.write(json.dumps({"step": 4, "loss": 1.0}) + "\n")
     with caplog.at_level(logging.WARNING, logger="trainer.checkpoints"):
         assert train(TrainConfig(out=config.out), resume=True, progress=False, overrides={"max_steps": 4})["steps"] == 4
     assert "no optimizer state" in caplog.text and "resuming at step 3" in caplog.text
+    assert "dropped 1 rows of metrics.jsonl" in caplog.text
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
