@@ -50,18 +50,18 @@ def load_initial_weights(model: Any, path: Path) -> None:
     ours = {k for k, v in model.named_parameters() if v.requires_grad}
     missing = [k for k in result.missing_keys if k in ours]
     if result.unexpected_keys or missing:
-        raise CallerError(f"--init-adapter {path} does not fit this model: {len(result.unexpected_keys)} weights "
+        raise CallerError(f"the adapter in {path} does not fit this model: {len(result.unexpected_keys)} weights "
                           f"it has are not in the model, {len(missing)} trained weights are not in it "
                           f"(first: {(result.unexpected_keys or missing)[0]})")
-    log.info("starting from the adapter in %s (%d tensors)", path, len(weights))
+    log.info("loaded the adapter in %s (%d tensors)", path, len(weights))
 
 
 def trainable_state(model: Any) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 
 
-def save_checkpoint(accelerator: Any, model: Any, optimizer: Any, tokenizer: Any, config: TrainConfig, out: Path, step: int,
-          tokens: int, seconds: float, data: dict[str, Any]) -> None:
+def save_checkpoint(accelerator: Any, model: Any, optimizer: Any, tokenizer: Any, config: TrainConfig, out: Path,
+                    step: int, tokens: int, seconds: float, data: dict[str, Any]) -> None:
     """The adapter (usable as it is) and, beside it, the state to resume from."""
     import torch
 
@@ -71,11 +71,10 @@ def save_checkpoint(accelerator: Any, model: Any, optimizer: Any, tokenizer: Any
         tokenizer.save_pretrained(out)
     ckpt = out / CHECKPOINT
     ckpt.mkdir(exist_ok=True)
-    tmp = ckpt / "state.pt.tmp"
-    torch.save({"trainable": trainable_state(unwrapped), "optimizer": optimizer.state_dict(), "step": step,
-                "tokens": tokens, "seconds": seconds, **data}, tmp)
-    tmp.replace(ckpt / "state.pt")
     position = {"step": step, "tokens": tokens, "seconds": seconds, **data}
+    tmp = ckpt / "state.pt.tmp"
+    torch.save({"trainable": trainable_state(unwrapped), "optimizer": optimizer.state_dict(), **position}, tmp)
+    tmp.replace(ckpt / "state.pt")
     (ckpt / POSITION).write_text(json.dumps(position, indent=2) + "\n", encoding="utf-8")
     (ckpt / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
 

@@ -323,8 +323,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
             bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=row["tokens_per_s"])
             bar.update(1)
             if step % config.save_every == 0 or step == total:
-                save_checkpoint(accelerator, model, optimizer, tokenizer, config, out, step, tokens_done, started_s + elapsed,
-                      {"data": digest, "sequences": len(sequences)})
+                save_checkpoint(accelerator, model, optimizer, tokenizer, config, out, step, tokens_done,
+                                started_s + elapsed, {"data": digest, "sequences": len(sequences)})
     bar.close()
     if keep is not None:
         keep["model"] = accelerator.unwrap_model(model)
