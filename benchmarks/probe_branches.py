@@ -19,6 +19,7 @@ import argparse
 import copy
 import json
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from routines.backends.base import Message
 from routines.backends.chat import encode_prompt, encode_target
 from trainer.checkpoints import load_initial_weights
 from trainer.decisions import Decision, decision_points
@@ -102,6 +104,71 @@ def train_step(model, tokenizer, optimizer, batch: list[Item]) -> float:
     return total
 
 
+_FIELD = re.compile(r'"(?P<field>allowed)": (?P<value>true|false)')
+
+
+def reasons_by_side(items: list[Item]) -> dict[tuple[str, bool], list[str]]:
+    """The check results' reasons, by (action, allowed), to give a flipped result a reason that fits it."""
+    out: dict[tuple[str, bool], list[str]] = {}
+    for conv, decision in items:
+        result = _decisive_result(conv.messages(decision.call))
+        if result is not None:
+            value = result[1]
+            out.setdefault((value.get("action", ""), bool(value["allowed"])), []).append(value.get("reason", ""))
+    return out
+
+
+def _decisive_result(messages: list[Message]) -> tuple[int, dict] | None:
+    """The latest tool result that holds the ``allowed`` flag the branches' guards read, as (index, value)."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.role == "tool" and _FIELD.search(m.content):
+            body = m.content.partition(" = ")[2]
+            try:
+                return i, json.loads(body)
+            except ValueError:
+                return None
+    return None
+
+
+def twin(item: Item, reasons: dict, rng: random.Random) -> tuple[list[Message], str, str] | None:
+    """The same prompt with the check's ``allowed`` flipped (and a reason of the other side), and the branch
+    that must then be taken: a contrastive pair differs only in the check and the choice."""
+    conv, decision = item
+    messages = conv.messages(decision.call)
+    found = _decisive_result(messages)
+    if found is None or len(decision.alternatives) != 1:
+        return None
+    i, value = found
+    flipped = not value["allowed"]
+    pool = reasons.get((value.get("action", ""), flipped))
+    value = {**value, "allowed": flipped, **({"reason": rng.choice(pool)} if pool and "reason" in value else {})}
+    key = messages[i].content.partition(" = ")[0]
+    messages = [*messages[:i], Message("tool", f"{key} = {json.dumps(value)}"), *messages[i + 1:]]
+    return messages, conv.target(decision.call), decision.alternatives[0]
+
+
+def choice_step(model, tokenizer, optimizer, pairs: list[tuple[list[Message], str, str]]) -> float:
+    """One step on the choice alone: loss on the call's opening up to and with the tool name."""
+    import torch
+
+    total = 0.0
+    for messages, text, tool in pairs:
+        head = text[: text.index('"name": "') + len('"name": "')]
+        prompt = encode_prompt(tokenizer, messages)
+        ids = tokenizer(head + tool, add_special_tokens=False)["input_ids"]
+        seq = prompt + ids
+        at = list(range(len(prompt), len(seq)))
+        logits = model(input_ids=torch.tensor([seq]), logits_to_keep=torch.tensor([i - 1 for i in at]),
+                       use_cache=False).logits[0]
+        loss = torch.nn.functional.cross_entropy(logits.float(), torch.tensor([seq[i] for i in at]))
+        (loss / len(pairs)).backward()
+        total += loss.item() / len(pairs)
+    optimizer.step()
+    optimizer.zero_grad()
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="distilled records, DIR:name or a .jsonl file")
@@ -111,6 +178,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--every", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--contrast", action="store_true",
+                    help="train on contrastive pairs: each choice and its twin with the check flipped (4 pairs a step)")
     ap.add_argument("--out", default="docs/benchmarks/branch_probe.json")
     args = ap.parse_args()
 
@@ -133,10 +202,21 @@ def main() -> None:
             sides.setdefault(item[1].tool, []).append(item)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
         result["training"] = {"steps": args.train_steps, "lr": args.lr, "batch": 8, "losses": []}
+        reasons = reasons_by_side(items)
+        result["training"]["contrast"] = args.contrast
         for step in range(1, args.train_steps + 1):
             tools = rng.sample(sorted(sides), min(8, len(sides)))
-            batch = [rng.choice(sides[tools[i % len(tools)]]) for i in range(8)]
-            result["training"]["losses"].append(round(train_step(model, tokenizer, optimizer, batch), 4))
+            batch = [rng.choice(sides[tools[i % len(tools)]]) for i in range(4 if args.contrast else 8)]
+            if args.contrast:
+                pairs = []
+                for conv, decision in batch:
+                    flipped = twin((conv, decision), reasons, rng)
+                    if flipped is not None:
+                        pairs += [(conv.messages(decision.call), conv.target(decision.call), decision.tool), flipped]
+                loss = choice_step(model, tokenizer, optimizer, pairs)
+            else:
+                loss = train_step(model, tokenizer, optimizer, batch)
+            result["training"]["losses"].append(round(loss, 4))
             if step % args.every == 0 or step == args.train_steps:
                 result["points"].append({"step": step, **measure(model, tokenizer, held)})
                 print(json.dumps(result["points"][-1]), flush=True)

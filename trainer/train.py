@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from routines.errors import CallerError
+from trainer.allocator import allocator_advice
 from trainer.augment import augment, scenario_templates
 from trainer.checkpoints import (
     CHECKPOINT,
@@ -251,6 +253,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     accelerator = Accelerator()
     world, rank = accelerator.num_processes, accelerator.process_index
     accum = max(1, config.batch_size // world)
+    if accelerator.is_main_process and (advice := allocator_advice(os.environ, accelerator.device.type)):
+        log.info(advice)
 
     model, tokenizer = load_base(config)
     sequences = load_sequences(config, tokenizer)
