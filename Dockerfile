@@ -15,12 +15,8 @@ ENV PIP_EXTRA_INDEX_URL=${TORCH_INDEX} \
     ROUTINE_DATA_DIR=/data \
     HF_HUB_OFFLINE=1
 
-RUN apt-get update && apt-get install -y --no-install-recommends make python3 python3-venv libjemalloc2 \
+RUN apt-get update && apt-get install -y --no-install-recommends make python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
-# jemalloc without page decay: `routine train` on CPU fragments glibc's heap (memory grows every step) and
-# jemalloc's default decay costs ~30% of its speed (docs/training.md).
-ENV LD_PRELOAD=libjemalloc.so.2 \
-    MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1
 WORKDIR /app
 COPY . /app
 # The same set-up as the README's commands: `make install` is what `make demo` and `make test` run first.

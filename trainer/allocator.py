@@ -1,31 +1,25 @@
-"""Which memory allocator a CPU run should use, and the advice the trainer logs when it runs on another.
+"""The advice the trainer logs when a CPU run starts on glibc's allocator with its default settings.
 
 Training on CPU over sequences of varying length fragments glibc's heap: resident memory grows step after
-step (7 -> 13.5 GB over 30 HR steps, killed at 19.4 GB on the CFB records; docs/training.md). glibc's
-``MALLOC_MMAP_THRESHOLD_`` holds it flat but costs about 30% of the speed; jemalloc with page decay off holds
-it flat (about 10 GB on the CFB records) at full speed. A process cannot change its allocator once started,
-so the trainer says how to start it instead.
+step (6.7 -> 13.5 GB over 30 HR steps; a CFB run was killed at 19.4 GB). Measured on the CFB records
+(docs/training.md): ``MALLOC_MMAP_THRESHOLD_=1048576`` (every block of 1 MB or more gets its own mmap, returned
+on free) holds it at 1-6 GB for about 30% of the speed, as does jemalloc with its defaults; jemalloc with page
+decay off is fast but grew to the machine's 24 GB. A process cannot change its allocator once started, so the
+trainer says how to start it instead.
 """
 
 from __future__ import annotations
 
-import ctypes.util
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
-"""Keep freed pages for reuse rather than returning them to the system after 10 s (jemalloc's default), which
-costs page faults on every step's reallocations (measured: 108-126 against 143-170 tokens/s)."""
+MMAP_THRESHOLD = "MALLOC_MMAP_THRESHOLD_=1048576"
 
 
-def allocator_advice(env: Mapping[str, str], device: str,
-                     find_library: Callable[[str], str | None] = ctypes.util.find_library) -> str | None:
-    """A line to log when a ``device`` (``"cpu"``, ``"cuda"``) run is not under jemalloc; ``None`` when it is,
-    or on a GPU."""
-    if device != "cpu" or "jemalloc" in env.get("LD_PRELOAD", ""):
+def allocator_advice(env: Mapping[str, str], device: str) -> str | None:
+    """A line to log when a ``device`` (``"cpu"``, ``"cuda"``) run starts on glibc's default settings; ``None``
+    on a GPU, under jemalloc, or with an mmap threshold set."""
+    if device != "cpu" or "jemalloc" in env.get("LD_PRELOAD", "") or "MALLOC_MMAP_THRESHOLD_" in env:
         return None
-    jemalloc = find_library("jemalloc")
-    start = (f"start it with LD_PRELOAD={jemalloc} MALLOC_CONF={JEMALLOC_CONF}" if jemalloc
-             else f"install jemalloc (Debian: libjemalloc2) and start it with LD_PRELOAD=libjemalloc.so.2 "
-                  f"MALLOC_CONF={JEMALLOC_CONF}")
     return (f"this CPU run uses glibc's allocator, whose heap fragments over sequences of varying length "
-            f"(resident memory grows each step): {start} (docs/training.md)")
+            f"(resident memory can grow each step until the system kills the run): where memory is short, "
+            f"start it with {MMAP_THRESHOLD} (flat memory, about 30% slower; docs/training.md)")
