@@ -3,13 +3,15 @@
 name for the branch taken and for the other branches; right when the branch taken scores highest.
 
     .venv/bin/python benchmarks/probe_branches.py --data /work/runs/hr-data:hr_train --adapter routines/adapters/hr \
-        [--limit 40] [--train-steps 12 --lr 3e-4] [--out docs/benchmarks/branch_probe.json]
+        [--limit 40] [--train-steps 12 --lr 3e-4 [--contrast]] [--out docs/benchmarks/branch_probe.json]
 
 Measured on training records: a model that picks one branch per Routine whatever the permission check said
 has not learned the choice even where it was trained. ``--train-steps`` then trains on branch choices only
 (the calls at a branch, loss on that call alone; each batch of 8 spread evenly over the branches' tools) from
 the records left out of the measurement, and measures again every ``--every`` steps: whether the choice can
-be learned quickly at all. The adapter on disk is not changed. About 6 s a measured choice and 110 s a
+be learned quickly at all. With ``--contrast`` each step is 4 contrastive pairs instead: a choice and its twin
+with the permission check's ``"allowed"`` flipped, loss on the call's opening up to the tool name, so that
+the pair's shared text cancels and only the reading of the check is rewarded. The adapter on disk is not changed. About 6 s a measured choice and 110 s a
 training step on a 2-core CPU.
 """
 
@@ -85,23 +87,32 @@ def measure(model, tokenizer, items: list[Item]) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def train_step(model, tokenizer, optimizer, batch: list[Item]) -> float:
+def optimize(model, optimizer, examples: list[tuple[list[int], list[int]]]) -> float:
+    """One optimizer step over ``examples`` (token ids, the positions whose tokens carry the loss); returns the
+    mean loss."""
     import torch
 
     total = 0.0
+    for ids, at in examples:
+        logits = model(input_ids=torch.tensor([ids]), logits_to_keep=torch.tensor([i - 1 for i in at]),
+                       use_cache=False).logits[0]
+        loss = torch.nn.functional.cross_entropy(logits.float(), torch.tensor([ids[i] for i in at]))
+        (loss / len(examples)).backward()
+        total += loss.item() / len(examples)
+    optimizer.step()
+    optimizer.zero_grad()
+    return total
+
+
+def train_step(model, tokenizer, optimizer, batch: list[Item]) -> float:
+    """One step on the branch calls: the record up to and with the call, loss on that call alone."""
+    examples = []
     for conv, decision in batch:
         turns = [(conv.messages(j), conv.target(j)) for j in range(decision.call + 1)]
         seq = build_sequence(tokenizer, conv.id, turns)
         n = len(encode_target(tokenizer, conv.target(decision.call)))
-        at = [len(seq) - n + i for i in range(n)]
-        logits = model(input_ids=torch.tensor([seq.input_ids]), logits_to_keep=torch.tensor([i - 1 for i in at]),
-                       use_cache=False).logits[0]
-        loss = torch.nn.functional.cross_entropy(logits.float(), torch.tensor([seq.input_ids[i] for i in at]))
-        (loss / len(batch)).backward()
-        total += loss.item() / len(batch)
-    optimizer.step()
-    optimizer.zero_grad()
-    return total
+        examples.append((seq.input_ids, list(range(len(seq) - n, len(seq)))))
+    return optimize(model, optimizer, examples)
 
 
 _FIELD = re.compile(r'"allowed": (true|false)')
@@ -150,23 +161,13 @@ def twin(item: Item, reasons: dict, rng: random.Random) -> tuple[list[Message], 
 
 def choice_step(model, tokenizer, optimizer, pairs: list[tuple[list[Message], str, str]]) -> float:
     """One step on the choice alone: loss on the call's opening up to and with the tool name."""
-    import torch
-
-    total = 0.0
+    examples = []
     for messages, text, tool in pairs:
         head = text[: text.index('"name": "') + len('"name": "')]
         prompt = encode_prompt(tokenizer, messages)
-        ids = tokenizer(head + tool, add_special_tokens=False)["input_ids"]
-        seq = prompt + ids
-        at = list(range(len(prompt), len(seq)))
-        logits = model(input_ids=torch.tensor([seq]), logits_to_keep=torch.tensor([i - 1 for i in at]),
-                       use_cache=False).logits[0]
-        loss = torch.nn.functional.cross_entropy(logits.float(), torch.tensor([seq[i] for i in at]))
-        (loss / len(pairs)).backward()
-        total += loss.item() / len(pairs)
-    optimizer.step()
-    optimizer.zero_grad()
-    return total
+        ids = prompt + tokenizer(head + tool, add_special_tokens=False)["input_ids"]
+        examples.append((ids, list(range(len(prompt), len(ids)))))
+    return optimize(model, optimizer, examples)
 
 
 def main() -> None:

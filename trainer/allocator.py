@@ -10,15 +10,19 @@ trainer says how to start it instead.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Mapping
 
-MMAP_THRESHOLD = "MALLOC_MMAP_THRESHOLD_=1048576"
+_THRESHOLD_VAR = "MALLOC_MMAP_THRESHOLD_"
+MMAP_THRESHOLD = f"{_THRESHOLD_VAR}=1048576"
 
 
-def allocator_advice(env: Mapping[str, str], device: str) -> str | None:
+def allocator_advice(env: Mapping[str, str], device: str, libc: str | None = None) -> str | None:
     """A line to log when a ``device`` (``"cpu"``, ``"cuda"``) run starts on glibc's default settings; ``None``
-    on a GPU, under jemalloc, or with an mmap threshold set."""
-    if device != "cpu" or "jemalloc" in env.get("LD_PRELOAD", "") or "MALLOC_MMAP_THRESHOLD_" in env:
+    on a GPU, without glibc (``libc``: this system's, :func:`platform.libc_ver`), under jemalloc, or with an
+    mmap threshold set."""
+    libc = platform.libc_ver()[0] if libc is None else libc
+    if device != "cpu" or libc != "glibc" or "jemalloc" in env.get("LD_PRELOAD", "") or _THRESHOLD_VAR in env:
         return None
     return (f"this CPU run uses glibc's allocator, whose heap fragments over sequences of varying length "
             f"(resident memory can grow each step until the system kills the run): where memory is short, "

@@ -2,9 +2,9 @@
 allows more than one tool (the first step of each branch), with the tools it did not call.
 
 Most calls of a record follow from the step before them; these few carry the Routine's control flow, and
-``benchmarks/probe_branches.py`` measures them. The Routine is
-read back from the record's system prompt (``<routines>`` ... ``</routines>``) and walked with the run-time
-:class:`routines.cursor.Cursor`, so a record is judged by the Routine it was distilled with.
+``benchmarks/probe_branches.py`` measures them. The Routine is read back from the record's system prompt
+(``<routines>`` ... ``</routines>``) and walked with the run-time :class:`routines.cursor.Cursor`, so a record
+is judged by the Routine it was distilled with.
 """
 
 from __future__ import annotations
