@@ -133,7 +133,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 def test_demo_command_runs_end_to_end(demo: Demo) -> None:
     out = demo.out
     assert "Imported 7 HR Routines" in out
-    assert "Trajectory:" in out and "summarize(" in out
+    assert "Trajectory" in out and "summarize(" in out
+    assert ")  bound: " in out  # model mode shows the arguments the Routine enforces
     answer = out.split("Answer:", 1)[1].splitlines()[0]
     assert len(answer.strip()) > 20
     data = demo.home / ".routine"

@@ -155,10 +155,17 @@ async def _demo(home: Path, question: str | None, user_id: str | None, mode: str
         out = result.structured_content or {}
         if out.get("inputs"):
             _echo(f"   inputs read from the question by the model: {json.dumps(out['inputs'], ensure_ascii=False)}")
-        _echo("\n   Trajectory:")
+        _echo("\n   Trajectory ([model]: the executor model made the call; bound: the arguments the Routine binds,")
+        _echo("   whose values win over the model's; [bound]: the Routine made the call without the model):")
+        bound = {s["step"]: sorted(s.get("args") or {}) for s in found["routine"]["routine"].get("steps", [])}
         for step in out.get("steps", []):
             arguments = json.dumps(step["arguments"], ensure_ascii=False)
-            _echo(f"     step {step['step']:6} [{step['source']}] {step['tool']}({arguments[:100]})")
+            keys = bound.get(step["step"]) if step["source"] == "model" else None
+            note = f"  bound: {', '.join(keys)}" if keys else ""
+            _echo(f"     step {step['step']:6} [{step['source']}] {step['tool']}({arguments[:100]}){note}")
+            if step.get("model_arguments"):
+                wrote = json.dumps(step["model_arguments"], ensure_ascii=False)
+                _echo(f"{'':18}the model had written {wrote[:100]}")
         _echo(f"\nAnswer: {out.get('answer')}")
         _echo(f"(run {out.get('run_id')}; details: ROUTINE_DATA_DIR={home} routine runs show {out.get('run_id')})")
     _echo(f"\n{CLAUDE_DESKTOP_HEADER}")

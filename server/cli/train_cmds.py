@@ -1,8 +1,10 @@
-"""``routine train``: LoRA fine-tuning of the executor on distilled datasets (:mod:`trainer.train`).
+"""``routine train``: LoRA fine-tuning of the executor on distilled datasets (:mod:`trainer.train`); ``routine
+merge``: an adapter merged into its base model (:mod:`trainer.export`).
 
     routine train --data DATASET_DIR --preset cpu --out adapters/hr [--extraction hr [--extraction-variants 1]] [--resume]
+    routine merge --adapter adapters/hr --out merged/hr        # one folder for servers without peft token rows
 
-On GPUs the same command runs under ``accelerate launch -m server.cli train ...`` or ``torchrun``.
+On GPUs the same command runs under ``accelerate launch -m server train ...`` or ``torchrun``.
 """
 
 from __future__ import annotations
@@ -65,3 +67,16 @@ def register(app: typer.Typer) -> None:
         else:
             summary = run_training(TrainConfig.from_preset(preset, out=str(out), **given), progress=progress)
         typer.echo(json.dumps(summary))
+
+    @app.command()
+    def merge(
+        adapter: Annotated[Path, typer.Option(help="The adapter folder (`routine train --out`).")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="A new folder for the merged model and tokenizer.")],
+        base_model: Annotated[str | None, typer.Option(help="Base model folder or .gguf (default: SmolLM2-135M).")] = None,
+        dtype: Annotated[str, typer.Option(help="Weights of the saved model: bfloat16 or float32.")] = "bfloat16",
+    ) -> None:
+        """Merge an adapter into its base model and save one Hugging Face folder (for vLLM: `vllm serve OUT`;
+        vLLM's LoRA loader leaves out the trained rows of the <routines> tokens)."""
+        from trainer.export import merge_adapter
+
+        typer.echo(json.dumps(merge_adapter(adapter, out, base_model=base_model, dtype=dtype)))

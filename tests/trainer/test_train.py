@@ -20,7 +20,7 @@ from trainer.distill import DistillOptions, distill
 from trainer.loss import call_loss
 from trainer.sequences import IGNORE, SequenceError, TrainSequence, build_sequence, conversation_sequence
 from trainer.sharegpt import load_dataset
-from trainer.train import TrainConfig, epoch_order, get_lr
+from trainer.train import SPECIAL_TOKENS, TrainConfig, epoch_order, get_lr
 
 pytestmark = pytest.mark.anyio
 
@@ -38,11 +38,10 @@ async def toy_dataset(toy_dir: Path, toy_servers: dict[str, Any], tmp_path: Path
     return out
 
 
-@pytest.mark.model
-async def test_a_sequence_holds_exactly_the_executors_prompts_and_trains_only_the_calls(
-    toy_dataset: Path, tokenizer: Any
-) -> None:
-    (conv, *_) = load_dataset(toy_dataset)
+def assert_sequence_is_the_executors_prompts(tokenizer: Any, dataset: Path) -> list[int]:
+    """Each call's prompt, encoded as the embedded backend encodes it, is a prefix of the training sequence,
+    and the loss covers exactly the calls; returns the sequence's ids."""
+    (conv, *_) = load_dataset(dataset)
     seq = conversation_sequence(tokenizer, conv)
     assert len(conv.calls) >= 2
     end = 0  # where the previous call's tokens ended
@@ -54,6 +53,28 @@ async def test_a_sequence_holds_exactly_the_executors_prompts_and_trains_only_th
         assert tokenizer.decode(seq.labels[len(prompt):end]) == conv.target(k) + END_OF_TURN
     trained = [t for t, label in zip(seq.input_ids, seq.labels, strict=True) if label != IGNORE]
     assert tokenizer.decode(trained) == "".join(conv.target(k) + END_OF_TURN for k in range(len(conv.calls)))
+    return list(seq.input_ids)
+
+
+@pytest.mark.model
+async def test_a_sequence_holds_exactly_the_executors_prompts_and_trains_only_the_calls(
+    toy_dataset: Path, tokenizer: Any
+) -> None:
+    assert_sequence_is_the_executors_prompts(tokenizer, toy_dataset)
+
+
+async def test_with_the_shipped_adapters_tokenizer_the_routine_tags_are_one_token_each(toy_dataset: Path) -> None:
+    """The shipped adapter's tokenizer (the one the backend loads with it) has ``<routines>`` and
+    ``</routines>`` as added tokens: the trained sequence and the backend's prompt hold each tag as one id."""
+    from routines.adapters import shipped_adapter
+
+    adapter = shipped_adapter("hr")
+    assert adapter is not None
+    tokenizer = load_tokenizer(str(adapter))
+    ids = assert_sequence_is_the_executors_prompts(tokenizer, toy_dataset)
+    tags = [tokenizer.convert_tokens_to_ids(tag) for tag in SPECIAL_TOKENS]
+    assert all(tag >= 49152 for tag in tags)  # past the base vocabulary: the trainer's added rows
+    assert [ids.count(tag) for tag in tags] == [1, 1]
 
 
 @pytest.mark.model
