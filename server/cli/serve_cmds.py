@@ -77,6 +77,11 @@ def _echo(text: str = "") -> None:
     typer.echo(text)
 
 
+def _short(arguments: dict[str, Any], width: int = 100) -> str:
+    text = json.dumps(arguments, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 async def _demo(home: Path, question: str | None, user_id: str | None, mode: str) -> None:
     from fastmcp import Client
     from fastmcp.client.transports import StdioTransport
@@ -159,13 +164,11 @@ async def _demo(home: Path, question: str | None, user_id: str | None, mode: str
         _echo("   whose values win over the model's; [bound]: the Routine made the call without the model):")
         bound = {s["step"]: sorted(s.get("args") or {}) for s in found["routine"]["routine"].get("steps", [])}
         for step in out.get("steps", []):
-            arguments = json.dumps(step["arguments"], ensure_ascii=False)
             keys = bound.get(step["step"]) if step["source"] == "model" else None
             note = f"  bound: {', '.join(keys)}" if keys else ""
-            _echo(f"     step {step['step']:6} [{step['source']}] {step['tool']}({arguments[:100]}){note}")
+            _echo(f"     step {step['step']:6} [{step['source']}] {step['tool']}({_short(step['arguments'])}){note}")
             if step.get("model_arguments"):
-                wrote = json.dumps(step["model_arguments"], ensure_ascii=False)
-                _echo(f"{'':18}the model had written {wrote[:100]}")
+                _echo(f"{'':18}the model had written {_short(step['model_arguments'])}")
         _echo(f"\nAnswer: {out.get('answer')}")
         _echo(f"(run {out.get('run_id')}; details: ROUTINE_DATA_DIR={home} routine runs show {out.get('run_id')})")
     _echo(f"\n{CLAUDE_DESKTOP_HEADER}")
