@@ -42,8 +42,8 @@ from fastmcp.client.transports import StreamableHttpTransport
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from routines.scenario import Scenario  # noqa: E402
-from scenarios.hr.db import build_database  # noqa: E402
+from routines.scenario import Scenario
+from scenarios.hr.db import build_database
 
 OUT = ROOT / "docs" / "benchmarks" / "load.json"
 TOKEN = "tok-bench"
@@ -70,8 +70,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def start(self) -> Server:
-        self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--http", "--port", str(self.port)],
-                                     env=self.env, cwd=self.home, stderr=open(self.home / "server.log", "ab"))
+        with open(self.home / "server.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--http", "--port", str(self.port)],
+                                         env=self.env, cwd=self.home, stderr=log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

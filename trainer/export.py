@@ -4,7 +4,9 @@ Servers that load LoRA weights but not peft's trained token rows (vLLM's ``--lor
 adapter trained with ``<routines>``/``</routines>`` as added tokens; the merged folder can be served as a plain
 model (``vllm serve FOLDER``): its embedding matrix holds the trained rows and its tokenizer the two tokens.
 The merge is the embedded backend's own (:func:`routines.backends.transformers.load_model`: LoRA merged in
-float32, then converted), so the saved model computes what the embedded executor computes.
+float32, then converted), so the saved weights are the embedded executor's. In float32 the loaded folder
+gives the embedded executor's logits exactly; in bfloat16 a loader that keeps RoPE's ``inv_freq`` in float32
+(``from_pretrained``, vLLM) differs slightly from our backend, which rounds it (docs/training.md).
 """
 
 from __future__ import annotations
